@@ -1,0 +1,416 @@
+"""Typed stack configuration: read once from `Pulumi.<stack>.yaml`, validated before any resource exists.
+
+`parse_stack_config` is a pure function over the decoded settings, so every rule is testable without mocks.
+All problems are reported together in one `ConfigError`, a `pulumi.RunError`: the CLI prints its message
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+PROJECT = "mlops-platform"
+
+NODE_PORT_RANGE = range(30000, 32768)
+
+SEED_BUCKETS = (
+    "training-datasets",
+    "training-checkpoints",
+    "training-results",
+    "model-weights",
+    "config-schemas",
+    "mlflow-artifacts",
+    "backups",
+)
+
+# Kubernetes' own grammar for resource.Quantity (k8s.io/apimachinery/pkg/api/resource).
+_QUANTITY = re.compile(
+    r"^(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIX_FACTORS = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+}
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class ConfigError(pulumi.RunError):
+    """A stack setting is invalid; the message names every bad key, its value and what is allowed."""
+
+
+def quantity_value(text: str) -> float:
+    """The numeric value of a Kubernetes quantity (`512Mi` -> 536870912.0); raises ValueError if malformed."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(text)
+    suffix = match["suffix"] or ""
+    factor = 10 ** int(suffix[1:]) if suffix[:1] in ("e", "E") else _SUFFIX_FACTORS[suffix]
+    return float(match["number"]) * factor
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The typed configuration
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Container requests and limits, as Kubernetes quantities keyed by resource name (`cpu`, `memory`)."""
+
+    requests: Mapping[str, str]
+    """Guaranteed resources the scheduler reserves."""
+    limits: Mapping[str, str]
+    """Hard ceiling; memory over it gets the container OOM-killed."""
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The one StorageClass every claim of the stack uses; it always has reclaimPolicy Retain."""
+
+    class_name: str = "mlops-retained"
+    """Name of the StorageClass the stack creates."""
+    provisioner: str = "rancher.io/local-path"
+    """CSI driver or provisioner (Kind: rancher.io/local-path; EKS: ebs.csi.aws.com)."""
+    volume_binding_mode: str = "WaitForFirstConsumer"
+    """WaitForFirstConsumer binds a volume where its pod is scheduled; Immediate binds at claim time."""
+    allow_volume_expansion: bool = False
+    """Whether claims may grow in place (the provisioner must support it; local-path does not)."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """Provisioner parameters, e.g. {type: gp3, encrypted: "true"}."""
+
+
+@dataclass(frozen=True)
+class ObjectStoreConfig:
+    """Where buckets live and how they are reached."""
+
+    engine: str = "minio"
+    """minio: an in-cluster MinIO StatefulSet (dev)."""
+    buckets: tuple[str, ...] = SEED_BUCKETS
+    """Bucket names; `mlflow.artifactBucket` and `backups` must be among them."""
+    region: str = "us-east-1"
+    """Region reported to S3 clients."""
+    size: str = "20Gi"
+    """Claim size of the in-cluster engine."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
+    )
+    """Requests and limits of the in-cluster engine."""
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """The MLflow tracking server."""
+
+    engine: str = "sqlite"
+    """sqlite: a single-writer SQLite file on a retained claim (dev)."""
+    replicas: int = 1
+    """Server replicas; exactly 1 with SQLite."""
+    workers: int = 2
+    """Server worker processes per replica (each holds its own copy of MLflow in memory)."""
+    size: str = "5Gi"
+    """Claim size of the SQLite backend."""
+    artifact_bucket: str = "mlflow-artifacts"
+    """Bucket (one of objectStore.buckets) the server proxies artifacts to."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "512Mi"}, {"cpu": "1", "memory": "1Gi"})
+    )
+    """Requests and limits of the server container."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything a stack needs, validated."""
+
+    stack: str
+    """Pulumi stack name (dev, prod, ...)."""
+    kube_context: str = "kind-mlops"
+    """kubeconfig context the kubernetes provider talks to."""
+    namespace_prefix: str = "mlops"
+    """Prefix of every namespace the platform creates (`<prefix>-storage`, `<prefix>-mlflow`, ...)."""
+    protect_state: bool = False
+    """Protect stateful resources against `pulumi destroy` and keep them in the cluster if removed from code."""
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    """The Retain StorageClass."""
+    object_store: ObjectStoreConfig = field(default_factory=ObjectStoreConfig)
+    """Object storage for artifacts, datasets and backups."""
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    """The MLflow tracking server."""
+    node_ports: Mapping[str, int] = field(default_factory=dict)
+    """Host-reachable NodePorts by service role; empty means ClusterIP Services only."""
+
+    def namespace(self, role: str) -> str:
+        return f"{self.namespace_prefix}-{role}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parsing and validation
+# --------------------------------------------------------------------------------------------------------------
+
+SCALAR_KEYS: Mapping[str, type] = {"kubeContext": str, "namespacePrefix": str, "protectState": bool}
+"""Scalar settings; each is declared with a type, default and description in Pulumi.yaml."""
+BLOCK_KEYS = ("storage", "objectStore", "mlflow", "nodePorts")
+"""Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
+NODE_PORT_ROLES = ("minioApi", "minioConsole", "mlflow")
+"""Services that can be given a NodePort (the seed port map: 30900, 30901, 30500)."""
+OBJECT_STORE_ENGINES = ("minio",)
+MLFLOW_ENGINES = ("sqlite",)
+BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+class _Problems:
+    """Collects readable problems, each naming the key, the value and what is allowed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, key: str, value: Any, allowed: str) -> None:
+        self.lines.append(f"{PROJECT}:{key} = {json.dumps(value)}: {allowed}")
+
+
+_INVALID = object()
+
+
+class _Checks:
+    """Value checks that record a problem and return _INVALID, or return the accepted value."""
+
+    def __init__(self, problems: _Problems) -> None:
+        self.problems = problems
+
+    def _accept(self, ok: bool, key: str, value: Any, allowed: str, result: Any = None) -> Any:
+        if ok:
+            return value if result is None else result
+        self.problems.add(key, value, allowed)
+        return _INVALID
+
+    def string(self, key: str, value: Any) -> Any:
+        return self._accept(isinstance(value, str) and bool(value), key, value, "expected a non-empty string")
+
+    def boolean(self, key: str, value: Any) -> Any:
+        return self._accept(isinstance(value, bool), key, value, "expected true or false")
+
+    def one_of(self, *allowed: str) -> Callable[[str, Any], Any]:
+        return lambda key, value: self._accept(value in allowed, key, value, f"allowed values: {', '.join(allowed)}")
+
+    def integer(self, low: int, high: int) -> Callable[[str, Any], Any]:
+        def check(key: str, value: Any) -> Any:
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            return self._accept(ok, key, value, f"expected a whole number from {low} to {high}")
+
+        return check
+
+    def quantity(self, key: str, value: Any) -> Any:
+        try:
+            ok = isinstance(value, str) and quantity_value(value) > 0
+        except ValueError:
+            ok = False
+        return self._accept(ok, key, value, "expected a positive Kubernetes quantity such as 5Gi, 512Mi or 500m (not 5GB)")
+
+    def dns_label(self, key: str, value: Any) -> Any:
+        ok = isinstance(value, str) and len(value) <= 40 and bool(_DNS_LABEL.match(value))
+        return self._accept(ok, key, value, "expected a lowercase DNS label (a-z, 0-9, '-'), at most 40 characters")
+
+    def dns_subdomain(self, key: str, value: Any) -> Any:
+        ok = isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+        return self._accept(ok, key, value, "expected a lowercase DNS name (a-z, 0-9, '-', '.')")
+
+    def string_map(self, key: str, value: Any) -> Any:
+        ok = isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return self._accept(ok, key, value, 'expected a mapping of strings to strings (quote numbers and booleans: "true")', result=dict(value) if ok else None)
+
+    def buckets(self, key: str, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            return self._accept(False, key, value, "expected a non-empty list of bucket names")
+        bad = [b for b in value if not (isinstance(b, str) and _BUCKET.match(b) and ".." not in b)]
+        if bad:
+            return self._accept(False, key, bad, "bucket names are 3-63 characters of a-z, 0-9, '.', '-', starting and ending alphanumeric")
+        return self._accept(len(set(value)) == len(value), key, value, "bucket names must be unique", result=tuple(value))
+
+
+class _Reader:
+    """Reads one mapping of settings, remembering which keys were read so typos can be reported."""
+
+    def __init__(self, key: str, raw: Any, problems: _Problems) -> None:
+        self.key = key
+        self.problems = problems
+        self.check = _Checks(problems)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            problems.add(key, raw, "expected a mapping of settings")
+            raw = {}
+        self.raw = raw
+        self.used: set[str] = set()
+
+    def path(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, default: Any, check: Callable[[str, Any], Any]) -> Any:
+        """The checked value of `name`, or `default` when it is absent or invalid."""
+        self.used.add(name)
+        if name not in self.raw:
+            return default
+        value = check(self.path(name), self.raw[name])
+        return default if value is _INVALID else value
+
+    def block(self, name: str) -> _Reader:
+        self.used.add(name)
+        return _Reader(self.path(name), self.raw.get(name), self.problems)
+
+    def finish(self) -> None:
+        allowed = ", ".join(sorted(self.used))
+        for name in sorted(set(self.raw) - self.used):
+            self.problems.add(self.path(name), self.raw[name], f"unknown key (a typo?); allowed keys: {allowed}")
+
+
+def _resources(parent: _Reader, default: ResourceSpec) -> ResourceSpec:
+    block = parent.block("resources")
+    amounts: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        section = block.block(kind)
+        merged = dict(getattr(default, kind))
+        for name in RESOURCE_NAMES:
+            merged[name] = section.get(name, merged.get(name), section.check.quantity)
+        amounts[kind] = {k: v for k, v in merged.items() if v is not None}
+        section.finish()
+    block.finish()
+    for name, request in amounts["requests"].items():
+        limit = amounts["limits"].get(name)
+        if limit and quantity_value(request) > quantity_value(limit):
+            parent.problems.add(f"{block.key}.requests.{name}", request, f"must not exceed its limit {limit}")
+    return ResourceSpec(amounts["requests"], amounts["limits"])
+
+
+def _storage(top: _Reader) -> StorageConfig:
+    s, d = top.block("storage"), StorageConfig()
+    storage = StorageConfig(
+        class_name=s.get("className", d.class_name, s.check.dns_subdomain),
+        provisioner=s.get("provisioner", d.provisioner, s.check.string),
+        volume_binding_mode=s.get("volumeBindingMode", d.volume_binding_mode, s.check.one_of(*BINDING_MODES)),
+        allow_volume_expansion=s.get("allowVolumeExpansion", d.allow_volume_expansion, s.check.boolean),
+        parameters=s.get("parameters", d.parameters, s.check.string_map),
+    )
+    s.finish()
+    return storage
+
+
+def _object_store(top: _Reader) -> ObjectStoreConfig:
+    o, d = top.block("objectStore"), ObjectStoreConfig()
+    object_store = ObjectStoreConfig(
+        engine=o.get("engine", d.engine, o.check.one_of(*OBJECT_STORE_ENGINES)),
+        buckets=o.get("buckets", d.buckets, o.check.buckets),
+        region=o.get("region", d.region, o.check.string),
+        size=o.get("size", d.size, o.check.quantity),
+        resources=_resources(o, d.resources),
+    )
+    o.finish()
+    if "backups" not in object_store.buckets:
+        o.problems.add("objectStore.buckets", list(object_store.buckets), "must include the 'backups' bucket")
+    return object_store
+
+
+def _mlflow(top: _Reader, buckets: tuple[str, ...]) -> MlflowConfig:
+    m, d = top.block("mlflow"), MlflowConfig()
+    mlflow = MlflowConfig(
+        engine=m.get("engine", d.engine, m.check.one_of(*MLFLOW_ENGINES)),
+        replicas=m.get("replicas", d.replicas, m.check.integer(1, 20)),
+        workers=m.get("workers", d.workers, m.check.integer(1, 16)),
+        size=m.get("size", d.size, m.check.quantity),
+        artifact_bucket=m.get("artifactBucket", d.artifact_bucket, m.check.string),
+        resources=_resources(m, d.resources),
+    )
+    m.finish()
+    if mlflow.engine == "sqlite" and mlflow.replicas != 1:
+        m.problems.add(
+            "mlflow.replicas", mlflow.replicas,
+            "the sqlite engine runs exactly 1 replica (one writer on a ReadWriteOnce volume); set 1, or use engine postgres",
+        )
+    if mlflow.artifact_bucket not in buckets:
+        m.problems.add("mlflow.artifactBucket", mlflow.artifact_bucket, f"must be one of objectStore.buckets: {', '.join(buckets)}")
+    return mlflow
+
+
+def _node_ports(top: _Reader) -> dict[str, int]:
+    n = top.block("nodePorts")
+    in_range = n.check.integer(NODE_PORT_RANGE.start, NODE_PORT_RANGE.stop - 1)
+    ports = {role: n.get(role, None, in_range) for role in NODE_PORT_ROLES}
+    n.finish()
+    owner: dict[int, str] = {}
+    for role, port in ports.items():
+        if port is None:
+            continue
+        if port in owner:
+            n.problems.add(f"nodePorts.{role}", port, f"already used by nodePorts.{owner[port]}; every NodePort must be unique")
+        owner[port] = role
+    return {role: port for role, port in ports.items() if port is not None}
+
+
+def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
+    """Build the typed configuration from decoded project settings (keys without the `mlops-platform:` prefix).
+
+    Raises one ConfigError listing every problem found.
+    """
+    problems = _Problems()
+    top, d = _Reader("", raw, problems), StackConfig(stack=stack)
+    kube_context = top.get("kubeContext", d.kube_context, top.check.string)
+    namespace_prefix = top.get("namespacePrefix", d.namespace_prefix, top.check.dns_label)
+    protect_state = top.get("protectState", d.protect_state, top.check.boolean)
+    storage = _storage(top)
+    object_store = _object_store(top)
+    mlflow = _mlflow(top, object_store.buckets)
+    node_ports = _node_ports(top)
+    top.finish()
+    if problems.lines:
+        raise ConfigError(
+            f"invalid configuration in Pulumi.{stack}.yaml ({len(problems.lines)} problem(s)):\n  - "
+            + "\n  - ".join(problems.lines)
+        )
+    return StackConfig(
+        stack=stack,
+        kube_context=kube_context,
+        namespace_prefix=namespace_prefix,
+        protect_state=protect_state,
+        storage=storage,
+        object_store=object_store,
+        mlflow=mlflow,
+        node_ports=node_ports,
+    )
+
+
+def decode_settings(values: Mapping[str, str]) -> dict[str, Any]:
+    """Decode the strings Pulumi hands the program: structured blocks are JSON, scalars are typed per Pulumi.yaml."""
+    decoded: dict[str, Any] = {}
+    for key, text in values.items():
+        kind = SCALAR_KEYS.get(key)
+        if kind is str:
+            decoded[key] = text
+        elif kind is bool:
+            decoded[key] = {"true": True, "false": False}.get(text, text)
+        else:
+            try:
+                decoded[key] = json.loads(text)
+            except (TypeError, ValueError):
+                decoded[key] = text
+    return decoded
+
+
+def load_stack_config() -> StackConfig:
+    """Read every `mlops-platform:*` setting of the running stack and validate it."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{PROJECT}:"
+    every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    values = {key[len(prefix):]: value for key, value in every.items() if key.startswith(prefix)}
+    return parse_stack_config(pulumi.get_stack(), decode_settings(values))

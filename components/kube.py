@@ -1,0 +1,163 @@
+"""Kubernetes building blocks every component shares: labels, hardened pods, retained claims, options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import ResourceSpec
+
+PART_OF = "mlops-platform"
+
+POD_SECURITY_VERSION = "v1.33"
+"""Pod Security Standards version the namespace labels pin, matching the Kubernetes version we validate against."""
+
+
+def labels(app: str, component: str) -> dict[str, str]:
+    """Recommended app.kubernetes.io labels; `name` + `component` also serve as selectors."""
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def selector(app: str, component: str) -> dict[str, str]:
+    """The immutable subset of `labels` used in Deployment/StatefulSet/Service selectors."""
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/component": component}
+
+
+def stateful(opts: pulumi.ResourceOptions, protect: bool) -> pulumi.ResourceOptions:
+    """Options for a child that holds data: protected from `pulumi destroy` and left in place if removed from code."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))
+
+
+def pod_security(uid: int) -> k8s.core.v1.PodSecurityContextArgs:
+    """Restricted-profile pod security: a fixed non-root uid that owns its volumes."""
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=uid,
+        fs_group=uid,
+        # Only chown a volume when its root is not already ours: a large claim would otherwise be walked on every start.
+        fs_group_change_policy="OnRootMismatch",
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def container_security() -> k8s.core.v1.SecurityContextArgs:
+    """Restricted-profile container security: read-only root, no privilege escalation, no capabilities."""
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def scratch_volume(name: str = "tmp", size: str = "256Mi") -> k8s.core.v1.VolumeArgs:
+    """A size-limited emptyDir for the writes a read-only root filesystem no longer allows."""
+    return k8s.core.v1.VolumeArgs(name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=size))
+
+
+def secret_env(variable: str, secret_name: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
+    """An environment variable whose value only ever lives in a Secret."""
+    return k8s.core.v1.EnvVarArgs(
+        name=variable,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=key)
+        ),
+    )
+
+
+def plain_env(values: Mapping[str, pulumi.Input[str]]) -> list[k8s.core.v1.EnvVarArgs]:
+    """Non-secret environment variables, in a stable order so previews stay quiet."""
+    return [k8s.core.v1.EnvVarArgs(name=name, value=values[name]) for name in sorted(values)]
+
+
+def http_probe(path: str, port: str, period: int = 10, failures: int = 3) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port),
+        period_seconds=period,
+        timeout_seconds=5,
+        failure_threshold=failures,
+    )
+
+
+def resources(spec: ResourceSpec) -> k8s.core.v1.ResourceRequirementsArgs:
+    return k8s.core.v1.ResourceRequirementsArgs(requests=dict(spec.requests), limits=dict(spec.limits))
+
+
+def retained_claim(
+    name: str,
+    *,
+    claim_name: str,
+    namespace: pulumi.Input[str],
+    size: str,
+    storage_class: pulumi.Input[str],
+    app: str,
+    protect: bool,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.PersistentVolumeClaim:
+    """A ReadWriteOnce claim on the stack's Retain class.
+
+    Declared as its own resource rather than a volumeClaimTemplate so Pulumi can protect it and show its size in
+    previews; with `protect` it also survives `pulumi destroy` and removal from code.
+    """
+    return k8s.core.v1.PersistentVolumeClaim(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=claim_name, namespace=namespace, labels=labels(app, "storage")),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+        ),
+        opts=stateful(opts, protect),
+    )
+
+
+def service_ports(ports: Mapping[str, int], node_ports: Mapping[str, int | None]) -> list[k8s.core.v1.ServicePortArgs]:
+    """Named TCP ports; a port listed in `node_ports` is also reachable from the host at that NodePort."""
+    return [
+        k8s.core.v1.ServicePortArgs(name=name, port=port, target_port=name, protocol="TCP", node_port=node_ports.get(name))
+        for name, port in ports.items()
+    ]
+
+
+def service(
+    name: str,
+    *,
+    service_name: str,
+    namespace: pulumi.Input[str],
+    app: str,
+    component: str,
+    ports: Mapping[str, int],
+    node_ports: Mapping[str, int | None],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Service:
+    """A Service with a fixed DNS name; NodePort type when any of its ports has a host NodePort."""
+    exposed = any(node_ports.get(port) for port in ports)
+    return k8s.core.v1.Service(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=service_name, namespace=namespace, labels=labels(app, component)),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="NodePort" if exposed else "ClusterIP",
+            selector=selector(app, component),
+            ports=service_ports(ports, node_ports),
+        ),
+        opts=opts,
+    )
+
+
+def cluster_dns_names(service_name: str, namespace: str) -> list[str]:
+    """Every name a pod can use to reach a Service, shortest first."""
+    return [
+        service_name,
+        f"{service_name}.{namespace}",
+        f"{service_name}.{namespace}.svc",
+        f"{service_name}.{namespace}.svc.cluster.local",
+    ]

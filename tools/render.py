@@ -1,0 +1,262 @@
+"""Run the real program under Pulumi mocks and capture everything it registers.
+
+    python -m tools.render --stack dev --out rendered/dev
+
+writes every Kubernetes object the stack would apply to YAML (Secret values redacted), for review, diffs and
+scanners. Tests use `render_stack()` directly. Config comes from Pulumi.yaml (declared defaults and values)
+and the real Pulumi.<stack>.yaml, exactly as the CLI would hand it to the program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import runpy
+import string
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REDACTED = "<redacted>"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+
+
+@dataclass
+class Registered:
+    """One resource the program registered: its type, logical name, inputs and resource options."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    parent: str
+    provider: str
+    protect: bool
+    retain_on_delete: bool
+    dependencies: list[str] = field(default_factory=list)
+    aliases: list[Any] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+    @property
+    def is_kubernetes_object(self) -> bool:
+        return self.type.startswith("kubernetes:") and not self.type.startswith("kubernetes:helm")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.inputs.get("metadata") or {}
+
+    def manifest(self, redact: bool = True) -> dict[str, Any]:
+        """The Kubernetes object as `kubectl apply` would see it."""
+        group_version, kind = self.type.split(":", 1)[1].rsplit(":", 1)
+        group, version = group_version.split("/")
+        api_version = version if group == "core" else f"{group}/{version}"
+        body = {"apiVersion": api_version, "kind": kind, **_integral(unwrap_secrets(self.inputs))}
+        if kind == "Secret" and redact:
+            for key in ("data", "stringData"):
+                if key in body:
+                    body[key] = {k: REDACTED for k in body[key]}
+        return body
+
+
+@dataclass
+class Rendering:
+    """Everything one stack registers, with lookups that read like the spec."""
+
+    stack: str
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    config: dict[str, str]
+
+    def find_all(self, kind: str | None = None, name: str | None = None, type: str | None = None) -> list[Registered]:
+        return [
+            r
+            for r in self.resources
+            if (kind is None or r.kind == kind)
+            and (type is None or r.type == type)
+            and (name is None or r.name == name or r.metadata.get("name") == name)
+        ]
+
+    def find(self, kind: str | None = None, name: str | None = None, type: str | None = None) -> Registered:
+        found = self.find_all(kind, name, type)
+        if len(found) != 1:
+            raise LookupError(f"expected one {kind or type} named {name!r}, found {[r.name for r in found]}")
+        return found[0]
+
+    def kubernetes_objects(self) -> list[Registered]:
+        return [r for r in self.resources if r.is_kubernetes_object]
+
+    def by_urn(self, urn: str) -> Registered | None:
+        return next((r for r in self.resources if r.urn == urn), None)
+
+
+def _integral(value: Any) -> Any:
+    """Mocks hand numbers back as floats (2.0); Kubernetes wants integers where they are whole."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Replace Pulumi's secret envelopes by their plain values (the mocks see secrets wrapped)."""
+    if isinstance(value, Mapping):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return unwrap_secrets(value.get("value"))
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def mock_password(name: str, length: int, special: bool) -> str:
+    """A deterministic stand-in for a generated password; with `special` it carries the characters that break
+    careless URI or shell quoting."""
+    alphabet = string.ascii_letters + string.digits
+    digest = hashlib.sha256(name.encode()).digest()
+    core = "".join(alphabet[b % len(alphabet)] for b in digest * 4)[: max(length - 6, 4)]
+    return core + ("@:/%#?" if special else digest.hex()[:6])
+
+
+def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    state = dict(inputs)
+    if type_ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
+        special = bool(inputs.get("special", True))
+        value = mock_password(name, int(inputs.get("length", 16)), special)
+        state["result"] = value.lower() if inputs.get("upper") is False else value
+    elif type_.startswith("kubernetes:") and "metadata" in inputs:
+        # Pulumi auto-names objects without metadata.name by appending a random suffix.
+        metadata = dict(unwrap_secrets(inputs["metadata"]))
+        metadata.setdefault("name", f"{name}-mock1234")
+        state["metadata"] = metadata
+    return state
+
+
+def stack_settings(stack: str, root: Path = ROOT, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Config as the CLI hands it to the program: `project:key` -> string (JSON for non-strings)."""
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text())
+    name = project["name"]
+    values: dict[str, Any] = {}
+    for key, declaration in (project.get("config") or {}).items():
+        full = key if ":" in key else f"{name}:{key}"
+        if isinstance(declaration, Mapping) and ("default" in declaration or "value" in declaration):
+            values[full] = declaration.get("value", declaration.get("default"))
+        elif not isinstance(declaration, Mapping):
+            values[full] = declaration
+    stack_file = root / f"Pulumi.{stack}.yaml"
+    values.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})
+    values.update(overrides or {})
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+def render_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path = ROOT) -> Rendering:
+    """Evaluate `__main__.py` for `stack` under mocks; raises what the program raises (e.g. ConfigError)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import mocks, settings
+    from pulumi.runtime.stack import wait_for_rpcs
+
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    config = stack_settings(stack, root, overrides)
+    registered: list[Registered] = []
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+            return f"{args.name}-id", _mock_outputs(args.typ, args.name, args.inputs)
+
+        def call(self, args: pulumi.runtime.MockCallArgs):
+            return {}, None
+
+    class RecordingMonitor(mocks.MockMonitor):
+        def RegisterResource(self, request):
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                from pulumi.runtime import rpc
+
+                registered.append(
+                    Registered(
+                        type=request.type,
+                        name=request.name,
+                        urn=response.urn,
+                        inputs=rpc.deserialize_properties(request.object),
+                        parent=request.parent,
+                        provider=request.provider,
+                        protect=bool(request.protect),
+                        retain_on_delete=bool(request.retainOnDelete),
+                        dependencies=list(request.dependencies),
+                        aliases=[str(a) for a in request.aliases] + list(request.aliasURNs),
+                    )
+                )
+            return response
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    settings.reset_options(project=project, stack=stack)
+    runtime_config.set_all_config(config, [])
+    monitor = RecordingMonitor(Mocks())
+    mocks.set_mocks(Mocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    sys.path.insert(0, str(root))
+    try:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        loop.run_until_complete(wait_for_rpcs())
+        root_resource = settings.get_root_resource()
+        outputs = loop.run_until_complete(_resolve(root_resource.outputs if root_resource else {}))
+    finally:
+        sys.path.remove(str(root))
+        loop.close()
+    return Rendering(stack=stack, resources=registered, outputs=outputs, config=config)
+
+
+async def _resolve(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    import pulumi
+
+    resolved = {}
+    for key, value in outputs.items():
+        resolved[key] = await pulumi.Output.from_input(value).future()
+    return resolved
+
+
+def manifests(rendering: Rendering, redact: bool = True) -> Iterator[tuple[Registered, dict[str, Any]]]:
+    for resource in rendering.kubernetes_objects():
+        yield resource, resource.manifest(redact)
+
+
+def write_manifests(rendering: Rendering, out: Path) -> list[Path]:
+    """One YAML file per Kubernetes object, named `<kind>-<namespace>-<name>.yaml`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for resource, manifest in manifests(rendering):
+        meta = manifest.get("metadata") or {}
+        stem = "-".join(p for p in (manifest["kind"].lower(), meta.get("namespace"), meta.get("name") or resource.name) if p)
+        path = out / f"{stem}.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help="stack name; reads Pulumi.<stack>.yaml")
+    parser.add_argument("--out", required=True, type=Path, help="directory for the YAML files")
+    options = parser.parse_args(argv)
+    rendering = render_stack(options.stack)
+    written = write_manifests(rendering, options.out)
+    print(f"{options.stack}: {len(rendering.resources)} resources, {len(written)} Kubernetes objects -> {options.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
