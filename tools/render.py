@@ -210,8 +210,11 @@ def render_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: P
     mocks.set_mocks(Mocks(), project=project, stack=stack, preview=False, monitor=monitor)
     sys.path.insert(0, str(root))
     try:
-        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
-        loop.run_until_complete(wait_for_rpcs())
+        try:
+            runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        finally:
+            # Drain what was registered before any error, so no RPC is left dangling on a closed loop.
+            loop.run_until_complete(wait_for_rpcs())
         root_resource = settings.get_root_resource()
         outputs = loop.run_until_complete(_resolve(root_resource.outputs if root_resource else {}))
     finally:

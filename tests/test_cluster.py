@@ -1,0 +1,71 @@
+"""ClusterFoundation and providers: namespaces under Pod Security Admission, one Retain class, explicit providers."""
+
+from __future__ import annotations
+
+import yaml
+
+from tools.render import ROOT
+
+
+def test_each_platform_part_gets_a_restricted_namespace(rendering):
+    namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
+    assert set(namespaces) == {"mlops-storage", "mlops-mlflow"}
+    for labels in namespaces.values():
+        for mode in ("enforce", "audit", "warn"):
+            assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+            assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.33"
+
+
+def test_dev_storage_class_retains_volumes_on_kind_local_path(dev):
+    storage_class = dev.find(kind="StorageClass").inputs
+    assert storage_class["metadata"]["name"] == "mlops-retained"
+    assert storage_class["provisioner"] == "rancher.io/local-path"
+    assert storage_class["reclaimPolicy"] == "Retain"
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+
+
+def test_prod_storage_class_comes_from_config(prod):
+    storage_class = prod.find(kind="StorageClass").inputs
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert storage_class["reclaimPolicy"] == "Retain"
+    assert storage_class["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert storage_class["allowVolumeExpansion"] is True
+
+
+def test_every_claim_uses_the_stacks_retain_class(rendering):
+    class_name = rendering.find(kind="StorageClass").inputs["metadata"]["name"]
+    claims = rendering.find_all(kind="PersistentVolumeClaim")
+    assert {c.metadata["name"] for c in claims} == {"minio-data", "mlflow-data"}
+    for claim in claims:
+        assert claim.inputs["spec"]["storageClassName"] == class_name
+        assert claim.inputs["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_every_kubernetes_resource_uses_the_explicit_provider_for_the_stacks_context(rendering):
+    provider = rendering.find(type="pulumi:providers:kubernetes")
+    expected_context = {"dev": "kind-mlops", "prod": "prod"}[rendering.stack]
+    assert provider.inputs["context"] == expected_context
+    kubernetes = [r for r in rendering.resources if r.type.startswith("kubernetes:")]
+    assert kubernetes
+    for resource in kubernetes:
+        assert resource.provider.startswith(provider.urn + "::"), resource.name
+
+
+def test_default_kubernetes_and_aws_providers_are_disabled():
+    config = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(config["pulumi:disable-default-providers"]["value"]) >= {"kubernetes", "aws"}
+
+
+def test_children_are_parented_to_their_component_and_named_after_it(rendering):
+    components = {r.urn: r for r in rendering.resources if r.type.startswith("mlops:")}
+    assert {r.type for r in components.values()} == {
+        "mlops:cluster:ClusterFoundation",
+        "mlops:object_store:ObjectStore",
+        "mlops:mlflow_server:MlflowServer",
+    }
+    for resource in rendering.resources:
+        if resource.type.startswith(("mlops:", "pulumi:providers:")):
+            continue
+        parent = components.get(resource.parent)
+        assert parent is not None, f"{resource.name} is not parented to a component"
+        assert resource.name.startswith(parent.name + "-"), resource.name

@@ -1,0 +1,134 @@
+"""The typed config layer: every rule fails with one readable message naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import pulumi
+import yaml
+
+from components.config import (
+    SCALAR_KEYS,
+    ConfigError,
+    StackConfig,
+    decode_settings,
+    parse_stack_config,
+    quantity_value,
+)
+from tools.render import ROOT, render_stack
+
+
+def problems_for(raw: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config("dev", raw)
+    return str(caught.value)
+
+
+def stack_file(stack: str) -> dict:
+    settings = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key.split(":", 1)[1]: value for key, value in settings.items() if key.startswith("mlops-platform:")}
+
+
+def test_dev_stack_file_is_the_seed_platform():
+    config = parse_stack_config("dev", stack_file("dev"))
+    assert config.kube_context == "kind-mlops"
+    assert config.mlflow.engine == "sqlite" and config.mlflow.replicas == 1
+    assert config.object_store.engine == "minio" and config.object_store.size == "20Gi"
+    assert config.mlflow.size == "5Gi"
+    assert "backups" in config.object_store.buckets and "mlflow-artifacts" in config.object_store.buckets
+    assert config.node_ports == {"minioApi": 30900, "minioConsole": 30901, "mlflow": 30500}
+    assert config.protect_state is False
+
+
+def test_prod_stack_file_protects_state_on_its_own_storage_class():
+    config = parse_stack_config("prod", stack_file("prod"))
+    assert config.protect_state is True
+    assert config.storage.provisioner == "ebs.csi.aws.com"
+    assert config.storage.parameters == {"type": "gp3", "encrypted": "true"}
+    assert config.node_ports == {}
+
+
+def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    defaults = StackConfig(stack="any")
+    attribute = {"kubeContext": "kube_context", "namespacePrefix": "namespace_prefix", "protectState": "protect_state"}
+    assert set(SCALAR_KEYS) == set(attribute)
+    for key, kind in SCALAR_KEYS.items():
+        declaration = declared[key]
+        assert declaration["type"] == {str: "string", bool: "boolean"}[kind]
+        assert declaration["description"]
+        assert declaration["default"] == getattr(defaults, attribute[key])
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"objectStore": {"size": "5GB"}}, 'mlops-platform:objectStore.size = "5GB": expected a positive Kubernetes quantity'),
+        ({"mlflow": {"size": "-1Gi"}}, 'mlops-platform:mlflow.size = "-1Gi": expected a positive Kubernetes quantity'),
+        ({"objectStore": {"engine": "ceph"}}, 'mlops-platform:objectStore.engine = "ceph": allowed values: minio'),
+        ({"mlflow": {"engine": "mysql"}}, 'mlops-platform:mlflow.engine = "mysql": allowed values: sqlite'),
+        ({"nodePorts": {"mlflow": 8080}}, "mlops-platform:nodePorts.mlflow = 8080: expected a whole number from 30000 to 32767"),
+        ({"nodePorts": {"mlflow": 32768}}, "mlops-platform:nodePorts.mlflow = 32768: expected a whole number from 30000 to 32767"),
+        (
+            {"nodePorts": {"minioApi": 30500, "mlflow": 30500}},
+            "mlops-platform:nodePorts.mlflow = 30500: already used by nodePorts.minioApi",
+        ),
+        (
+            {"mlflow": {"replicas": 2}},
+            "mlops-platform:mlflow.replicas = 2: the sqlite engine runs exactly 1 replica",
+        ),
+        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, engine, replicas'),
+        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: kubeContext, mlflow"),
+        (
+            {"mlflow": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}},
+            'mlops-platform:mlflow.resources.requests.memory = "2Gi": must not exceed its limit 1Gi',
+        ),
+        (
+            {"mlflow": {"resources": {"requests": {"gpu": "1"}}}},
+            'mlops-platform:mlflow.resources.requests.gpu = "1": unknown key (a typo?); allowed keys: cpu, ephemeral-storage, memory',
+        ),
+        ({"objectStore": {"buckets": ["Backups", "backups"]}}, 'mlops-platform:objectStore.buckets = ["Backups"]: bucket names are 3-63'),
+        ({"objectStore": {"buckets": ["mlflow-artifacts"]}}, "must include the 'backups' bucket"),
+        ({"mlflow": {"artifactBucket": "nowhere"}}, 'mlops-platform:mlflow.artifactBucket = "nowhere": must be one of objectStore.buckets'),
+        ({"storage": {"parameters": {"encrypted": True}}}, 'mlops-platform:storage.parameters = {"encrypted": true}: expected a mapping of strings'),
+        ({"storage": {"volumeBindingMode": "Lazy"}}, 'mlops-platform:storage.volumeBindingMode = "Lazy": allowed values: WaitForFirstConsumer, Immediate'),
+        ({"storage": "fast"}, 'mlops-platform:storage = "fast": expected a mapping of settings'),
+        ({"protectState": "yes"}, 'mlops-platform:protectState = "yes": expected true or false'),
+        ({"namespacePrefix": "MLOps"}, 'mlops-platform:namespacePrefix = "MLOps": expected a lowercase DNS label'),
+    ],
+)
+def test_bad_value_is_named_with_what_is_allowed(raw, expected):
+    message = problems_for(raw)
+    assert expected in message
+    assert message.startswith("invalid configuration in Pulumi.dev.yaml")
+
+
+def test_every_problem_is_reported_in_one_message():
+    message = problems_for({"objectStore": {"size": "5GB"}, "mlflow": {"replicas": 3}, "typo": 1})
+    assert "(3 problem(s))" in message
+    assert message.count("\n  - ") == 3
+
+
+def test_config_error_is_a_run_error_so_the_cli_prints_no_traceback():
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_the_program_stops_on_a_bad_stack_value_before_creating_anything():
+    with pytest.raises(ConfigError, match=r"mlops-platform:mlflow\.size = \"5GB\""):
+        render_stack("dev", overrides={"mlops-platform:mlflow": {"size": "5GB", "artifactBucket": "mlflow-artifacts"}})
+
+
+def test_settings_are_decoded_as_the_cli_hands_them_over():
+    decoded = decode_settings({"protectState": "true", "kubeContext": "123", "mlflow": '{"replicas": 1}', "storage": "{oops"})
+    assert decoded == {"protectState": True, "kubeContext": "123", "mlflow": {"replicas": 1}, "storage": "{oops"}
+    assert "storage" in problems_for(decoded)
+
+
+@pytest.mark.parametrize(("text", "value"), [("5Gi", 5 * 2**30), ("512Mi", 512 * 2**20), ("500m", 0.5), ("1", 1), ("1e3", 1000), ("2G", 2e9)])
+def test_quantities_follow_kubernetes_grammar(text, value):
+    assert quantity_value(text) == value
+
+
+@pytest.mark.parametrize("text", ["5GB", "5 Gi", "Gi", "", "1.2.3", "5gi"])
+def test_malformed_quantities_are_rejected(text):
+    with pytest.raises(ValueError):
+        quantity_value(text)

@@ -1,0 +1,83 @@
+"""MlflowServer, sqlite engine: one replica on a retained claim, artifacts proxied to the object store."""
+
+from __future__ import annotations
+
+from components.versions import IMAGES, MLFLOW_VERSION
+from tests.support import container, env_of, pod_spec
+
+
+def deployment(rendering):
+    return rendering.find(kind="Deployment", name="mlflow").manifest()
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_single_replica_recreated_so_the_sqlite_file_has_one_writer(dev):
+    spec = deployment(dev)["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_runs_the_pinned_full_image(dev):
+    assert container(deployment(dev), "mlflow")["image"] == IMAGES["mlflow"] == f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full"
+
+
+def test_sqlite_backend_lives_on_the_retained_claim(dev):
+    manifest = deployment(dev)
+    args = container(manifest, "mlflow")["args"]
+    assert flag(args, "--backend-store-uri") == "sqlite:////mlflow/mlflow.db"
+    assert {"name": "data", "mountPath": "/mlflow"} in container(manifest, "mlflow")["volumeMounts"]
+    volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "mlflow-data"
+    claim = dev.find(kind="PersistentVolumeClaim", name="mlflow-data").inputs["spec"]
+    assert claim["resources"]["requests"] == {"storage": "5Gi"}
+
+
+def test_artifacts_are_served_from_the_artifact_bucket(dev):
+    args = container(deployment(dev), "mlflow")["args"]
+    assert "--serve-artifacts" in args
+    assert flag(args, "--artifacts-destination") == "s3://mlflow-artifacts/"
+    assert flag(args, "--host") == "0.0.0.0"
+
+
+def test_s3_credentials_come_only_from_the_object_store_secret(dev):
+    env = env_of(container(deployment(dev), "mlflow"))
+    assert env["AWS_ACCESS_KEY_ID"] == ("secret", "mlflow-s3-credentials", "AWS_ACCESS_KEY_ID")
+    assert env["AWS_SECRET_ACCESS_KEY"] == ("secret", "mlflow-s3-credentials", "AWS_SECRET_ACCESS_KEY")
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.mlops-storage.svc.cluster.local:9000"
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+
+
+def test_allowed_hosts_cover_service_names_and_the_dev_host_port(dev):
+    hosts = flag(container(deployment(dev), "mlflow")["args"], "--allowed-hosts").split(",")
+    for name in ("mlflow", "mlflow.mlops-mlflow", "mlflow.mlops-mlflow.svc", "mlflow.mlops-mlflow.svc.cluster.local"):
+        assert name in hosts and f"{name}:*" in hosts
+    assert "localhost:30500" in hosts
+    assert "*" not in hosts
+
+
+def test_prod_has_no_host_port_in_allowed_hosts(prod):
+    hosts = flag(container(deployment(prod), "mlflow")["args"], "--allowed-hosts")
+    assert "localhost" not in hosts
+
+
+def test_health_probes(dev):
+    server = container(deployment(dev), "mlflow")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+def test_existing_database_is_upgraded_before_the_server_starts(dev):
+    upgrade = container(deployment(dev), "db-upgrade")
+    assert upgrade["image"] == IMAGES["mlflow"]
+    assert 'mlflow db upgrade "sqlite:////mlflow/mlflow.db"' in upgrade["args"][0]
+
+
+def test_service_and_node_port(dev, prod):
+    spec = dev.find(kind="Service", name="mlflow").inputs["spec"]
+    assert spec["type"] == "NodePort"
+    assert spec["ports"] == [{"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP", "nodePort": 30500}]
+    assert prod.find(kind="Service", name="mlflow").inputs["spec"]["type"] == "ClusterIP"
+    assert dev.outputs["local_urls"]["mlflow"] == "http://localhost:30500"

@@ -1,0 +1,93 @@
+"""What users care about in every stack: protected state, no plaintext or default secrets, hardened pods."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.support import containers, pod_spec, workloads
+
+STATEFUL_KINDS = ("PersistentVolumeClaim", "StorageClass")
+DEFAULT_CREDENTIALS = ("minioadmin", "password1234", "prom-operator", "admin:admin", "changeme")
+
+
+def test_prod_protects_and_retains_every_stateful_resource(prod):
+    stateful = [r for r in prod.resources if r.kind in STATEFUL_KINDS]
+    assert len(stateful) == 3
+    for resource in stateful:
+        assert resource.protect, resource.name
+        assert resource.retain_on_delete, resource.name
+
+
+def test_dev_stays_destroyable(dev):
+    assert not any(r.protect or r.retain_on_delete for r in dev.resources)
+
+
+def generated_secrets(rendering) -> list[str]:
+    """Values of every generated password in the stack (the mocks make them deterministic)."""
+    from tools.render import mock_password
+
+    return [
+        mock_password(r.name, int(r.inputs["length"]), bool(r.inputs.get("special", True)))
+        for r in rendering.find_all(type="random:index/randomPassword:RandomPassword")
+    ]
+
+
+def test_generated_secrets_appear_only_inside_secret_objects(rendering):
+    secrets = generated_secrets(rendering)
+    assert len(secrets) == 2
+    in_secrets = ""
+    for resource in rendering.kubernetes_objects():
+        text = json.dumps(resource.manifest(redact=False))
+        if resource.kind == "Secret":
+            in_secrets += text
+        else:
+            assert not any(s in text for s in secrets), f"{resource.kind} {resource.name} holds a secret value"
+    assert all(s in in_secrets for s in secrets)
+    assert not any(s in json.dumps(rendering.outputs) for s in secrets)
+
+
+def test_no_default_credentials_anywhere(rendering):
+    text = json.dumps([r.manifest(redact=False) for r in rendering.kubernetes_objects()]).lower()
+    for credential in DEFAULT_CREDENTIALS:
+        assert credential not in text
+
+
+def test_secret_values_reach_containers_only_by_reference(rendering):
+    secret_like = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY)$")
+    for _, manifest in workloads(rendering):
+        for container in containers(manifest):
+            for item in container.get("env", []):
+                if secret_like.search(item["name"]):
+                    assert "value" not in item, f"{container['name']}: {item['name']} is a literal"
+
+
+def test_images_are_pinned_release_tags(rendering):
+    for _, manifest in workloads(rendering):
+        for container in containers(manifest):
+            image = container["image"]
+            name, _, tag = image.rpartition(":")
+            assert name and tag and tag != "latest" and "/" not in tag, image
+
+
+def test_every_pod_is_hardened_for_the_restricted_profile(rendering):
+    for resource, manifest in workloads(rendering):
+        spec = pod_spec(manifest)
+        assert spec["automountServiceAccountToken"] is False, resource.name
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in containers(manifest):
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert set(container["resources"]["requests"]) >= {"cpu", "memory"}
+            assert set(container["resources"]["limits"]) >= {"cpu", "memory"}
+
+
+def test_long_running_containers_have_probes(rendering):
+    for resource, manifest in workloads(rendering):
+        if resource.kind in ("Job", "CronJob"):
+            continue
+        for container in containers(manifest, init=False):
+            assert "readinessProbe" in container and "livenessProbe" in container, container["name"]
