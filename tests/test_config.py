@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 import pulumi
+import pytest
 import yaml
 
 from components.config import (

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian packages, a virtualenv with pinned Python packages), then run
+# ruff and the whole test suite. This is the README's test command and what .ci/run executes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real tools the tests run against the rendered manifests and scripts.
+DEBIAN_PACKAGES=(shellcheck)
+
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+  echo "test: installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ -x venv/bin/python ] || python3 -m venv venv
+venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+
+venv/bin/ruff check .
+exec venv/bin/python -m pytest "$@"
