@@ -129,6 +129,58 @@ class MlflowConfig:
     """Requests and limits of the server container."""
 
 
+_DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
+"""Databases the Temporal chart engine needs on the PostgresCluster (added automatically)."""
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    """The CloudNativePG cluster and the application databases on it."""
+
+    instances: int = 1
+    """PostgreSQL instances: 1 primary plus streaming replicas, spread over nodes."""
+    size: str = "10Gi"
+    """Data claim size per instance."""
+    databases: tuple[str, ...] = ("platform", "users", "labeler")
+    """Application databases, each owned by a login role of the same name."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
+    )
+    """Requests and limits of each PostgreSQL instance."""
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Valkey (Redis-compatible) for cache, pub/sub and WebSocket state."""
+
+    size: str = "2Gi"
+    """Claim size for the append-only file."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "50m", "memory": "64Mi"}, {"cpu": "500m", "memory": "256Mi"})
+    )
+    """Requests and limits of the server."""
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Temporal: the CLI dev server on SQLite, or the Helm chart on PostgreSQL."""
+
+    engine: str = "dev"
+    """dev: `temporal server start-dev` on a retained claim; chart: the temporal chart on the PostgresCluster."""
+    size: str = "5Gi"
+    """Claim size of the dev engine's SQLite file."""
+    num_history_shards: int = 512
+    """Chart engine: history shards. FIXED FOREVER after the first deploy; changing it breaks the cluster."""
+    replicas: int = 1
+    """Chart engine: replicas of each server service (frontend, history, matching, worker)."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
+    )
+    """Requests and limits of the dev server, or of each chart server service."""
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """Everything a stack needs, validated."""
@@ -147,8 +199,20 @@ class StackConfig:
     """Object storage for artifacts, datasets and backups."""
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     """The MLflow tracking server."""
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    """The PostgreSQL cluster."""
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    """The Valkey server."""
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    """Temporal."""
     node_ports: Mapping[str, int] = field(default_factory=dict)
     """Host-reachable NodePorts by service role; empty means ClusterIP Services only."""
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        """Every database the PostgresCluster serves: the configured ones plus those engines need."""
+        extra = TEMPORAL_DATABASES if self.temporal.engine == "chart" else ()
+        return self.postgres.databases + tuple(d for d in extra if d not in self.postgres.databases)
 
     def namespace(self, role: str) -> str:
         return f"{self.namespace_prefix}-{role}"
@@ -160,12 +224,13 @@ class StackConfig:
 
 SCALAR_KEYS: Mapping[str, type] = {"kubeContext": str, "namespacePrefix": str, "protectState": bool}
 """Scalar settings; each is declared with a type, default and description in Pulumi.yaml."""
-BLOCK_KEYS = ("storage", "objectStore", "mlflow", "nodePorts")
+BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "nodePorts")
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
-NODE_PORT_ROLES = ("minioApi", "minioConsole", "mlflow")
-"""Services that can be given a NodePort (the seed port map: 30900, 30901, 30500)."""
+NODE_PORT_ROLES = ("minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi")
+"""Services that can be given a NodePort (the seed port map: 30900, 30901, 30500, 30543, 30679, 30700, 30233)."""
 OBJECT_STORE_ENGINES = ("minio",)
 MLFLOW_ENGINES = ("sqlite",)
+TEMPORAL_ENGINES = ("dev", "chart")
 BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
@@ -229,6 +294,14 @@ class _Checks:
     def string_map(self, key: str, value: Any) -> Any:
         ok = isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
         return self._accept(ok, key, value, 'expected a mapping of strings to strings (quote numbers and booleans: "true")', result=dict(value) if ok else None)
+
+    def database_names(self, key: str, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            return self._accept(False, key, value, "expected a non-empty list of database names")
+        bad = [d for d in value if not (isinstance(d, str) and _DATABASE_NAME.match(d)) or d in ("postgres", "template0", "template1")]
+        if bad:
+            return self._accept(False, key, bad, "database names are lowercase letters, digits and '_', start with a letter, and are not postgres/template0/template1")
+        return self._accept(len(set(value)) == len(value), key, value, "database names must be unique", result=tuple(value))
 
     def buckets(self, key: str, value: Any) -> Any:
         if not isinstance(value, list) or not value:
@@ -342,6 +415,40 @@ def _mlflow(top: _Reader, buckets: tuple[str, ...]) -> MlflowConfig:
     return mlflow
 
 
+def _postgres(top: _Reader) -> PostgresConfig:
+    p, d = top.block("postgres"), PostgresConfig()
+    postgres = PostgresConfig(
+        instances=p.get("instances", d.instances, p.check.integer(1, 9)),
+        size=p.get("size", d.size, p.check.quantity),
+        databases=p.get("databases", d.databases, p.check.database_names),
+        resources=_resources(p, d.resources),
+    )
+    p.finish()
+    return postgres
+
+
+def _redis(top: _Reader) -> RedisConfig:
+    r, d = top.block("redis"), RedisConfig()
+    redis = RedisConfig(size=r.get("size", d.size, r.check.quantity), resources=_resources(r, d.resources))
+    r.finish()
+    return redis
+
+
+def _temporal(top: _Reader) -> TemporalConfig:
+    t, d = top.block("temporal"), TemporalConfig()
+    temporal = TemporalConfig(
+        engine=t.get("engine", d.engine, t.check.one_of(*TEMPORAL_ENGINES)),
+        size=t.get("size", d.size, t.check.quantity),
+        num_history_shards=t.get("numHistoryShards", d.num_history_shards, t.check.integer(1, 16384)),
+        replicas=t.get("replicas", d.replicas, t.check.integer(1, 20)),
+        resources=_resources(t, d.resources),
+    )
+    t.finish()
+    if temporal.num_history_shards & (temporal.num_history_shards - 1):
+        t.problems.add("temporal.numHistoryShards", temporal.num_history_shards, "use a power of two (512, 1024, ...); it can never change after the first deploy")
+    return temporal
+
+
 def _node_ports(top: _Reader) -> dict[str, int]:
     n = top.block("nodePorts")
     in_range = n.check.integer(NODE_PORT_RANGE.start, NODE_PORT_RANGE.stop - 1)
@@ -370,6 +477,9 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
     storage = _storage(top)
     object_store = _object_store(top)
     mlflow = _mlflow(top, object_store.buckets)
+    postgres = _postgres(top)
+    redis = _redis(top)
+    temporal = _temporal(top)
     node_ports = _node_ports(top)
     top.finish()
     if problems.lines:
@@ -385,6 +495,9 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
         storage=storage,
         object_store=object_store,
         mlflow=mlflow,
+        postgres=postgres,
+        redis=redis,
+        temporal=temporal,
         node_ports=node_ports,
     )
 

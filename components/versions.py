@@ -4,8 +4,13 @@ Bump a version here and nowhere else; tests check that the real servers they sta
 Bitnami images are never used: their versioned tags stopped being published in 2025.
 """
 
+from dataclasses import dataclass
+
 MLFLOW_VERSION = "3.15.1"
 """MLflow server version; the test requirements pin the same PyPI release."""
+
+POSTGRES_MAJOR = 17
+"""PostgreSQL major version of the cluster; backup clients must use the same major."""
 
 IMAGES = {
     # Last published MinIO server image; upstream stopped maintaining it in 2025-12.
@@ -13,5 +18,29 @@ IMAGES = {
     "mc": "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
     # The -full variant ships boto3, psycopg2 and the basic-auth app; the plain image has neither driver.
     "mlflow": f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full",
+    "postgres": f"ghcr.io/cloudnative-pg/postgresql:{POSTGRES_MAJOR}.6-standard-trixie",
+    "valkey": "valkey/valkey:9.1.1",
+    # The Temporal CLI image, whose `server start-dev` is the dev engine (temporalio/auto-setup is deprecated).
+    "temporal-cli": "temporalio/temporal:1.9.1",
+    "temporal-server": "temporalio/server:1.31.2",
+    "temporal-admin-tools": "temporalio/admin-tools:1.31.2",
+    "temporal-ui": "temporalio/ui:2.52.0",
 }
 """Container images by role, each pinned to an immutable release tag."""
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A Helm chart pinned to a version, with the repository it comes from."""
+
+    name: str
+    version: str
+    repository: str
+
+
+CHARTS = {
+    "cloudnative-pg": Chart("cloudnative-pg", "0.29.0", "https://cloudnative-pg.github.io/charts"),
+    # Temporal's chart installs no database; it runs its schema job as a Helm hook.
+    "temporal": Chart("temporal", "1.6.0", "https://go.temporal.io/helm-charts"),
+}
+"""Helm charts by name, pinned; ../shared/reference/charts/<name>/<version> holds their values and CRDs."""

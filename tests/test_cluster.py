@@ -9,7 +9,7 @@ from tools.render import ROOT
 
 def test_each_platform_part_gets_a_restricted_namespace(rendering):
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
-    assert set(namespaces) == {"mlops-storage", "mlops-mlflow"}
+    assert set(namespaces) == {"mlops-storage", "mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg"}
     for labels in namespaces.values():
         for mode in ("enforce", "audit", "warn"):
             assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
@@ -35,10 +35,13 @@ def test_prod_storage_class_comes_from_config(prod):
 def test_every_claim_uses_the_stacks_retain_class(rendering):
     class_name = rendering.find(kind="StorageClass").inputs["metadata"]["name"]
     claims = rendering.find_all(kind="PersistentVolumeClaim")
-    assert {c.metadata["name"] for c in claims} == {"minio-data", "mlflow-data"}
+    expected = {"minio-data", "mlflow-data", "redis-data"} | ({"temporal-data"} if rendering.stack == "dev" else set())
+    assert {c.metadata["name"] for c in claims} == expected
     for claim in claims:
         assert claim.inputs["spec"]["storageClassName"] == class_name
         assert claim.inputs["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # CloudNativePG creates its own claims, from the Cluster's storage section.
+    assert rendering.find(kind="Cluster").inputs["spec"]["storage"]["storageClass"] == class_name
 
 
 def test_every_kubernetes_resource_uses_the_explicit_provider_for_the_stacks_context(rendering):
@@ -62,6 +65,10 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:cluster:ClusterFoundation",
         "mlops:object_store:ObjectStore",
         "mlops:mlflow_server:MlflowServer",
+        "mlops:cnpg_operator:CnpgOperator",
+        "mlops:postgres_cluster:PostgresCluster",
+        "mlops:redis:Redis",
+        "mlops:temporal_stack:TemporalStack",
     }
     for resource in rendering.resources:
         if resource.type.startswith(("mlops:", "pulumi:providers:")):

@@ -35,7 +35,10 @@ def test_dev_stack_file_is_the_seed_platform():
     assert config.object_store.engine == "minio" and config.object_store.size == "20Gi"
     assert config.mlflow.size == "5Gi"
     assert "backups" in config.object_store.buckets and "mlflow-artifacts" in config.object_store.buckets
-    assert config.node_ports == {"minioApi": 30900, "minioConsole": 30901, "mlflow": 30500}
+    assert config.node_ports == {
+        "minioApi": 30900, "minioConsole": 30901, "mlflow": 30500,
+        "postgres": 30543, "redis": 30679, "temporalGrpc": 30700, "temporalUi": 30233,
+    }
     assert config.protect_state is False
 
 

@@ -18,12 +18,12 @@ def kind_node() -> dict:
 def test_every_dev_node_port_is_published_on_the_same_localhost_port(dev):
     mappings = {m["containerPort"]: m for m in kind_node()["extraPortMappings"]}
     node_ports = [
-        port["nodePort"]
+        int(port["nodePort"])
         for service in dev.find_all(kind="Service")
         for port in service.inputs["spec"]["ports"]
         if "nodePort" in port
     ]
-    assert sorted(node_ports) == [30500, 30900, 30901]
+    assert sorted(node_ports) == [30233, 30500, 30543, 30679, 30700, 30900, 30901]
     for port in node_ports:
         assert mappings[port]["hostPort"] == port
         assert mappings[port]["listenAddress"] == "127.0.0.1"

@@ -7,13 +7,14 @@ import re
 
 from tests.support import containers, pod_spec, workloads
 
-STATEFUL_KINDS = ("PersistentVolumeClaim", "StorageClass")
+STATEFUL_KINDS = ("PersistentVolumeClaim", "StorageClass", "Cluster", "Database")
 DEFAULT_CREDENTIALS = ("minioadmin", "password1234", "prom-operator", "admin:admin", "changeme")
 
 
 def test_prod_protects_and_retains_every_stateful_resource(prod):
     stateful = [r for r in prod.resources if r.kind in STATEFUL_KINDS]
-    assert len(stateful) == 3
+    # 3 claims, the StorageClass, the CNPG Cluster and its 5 databases.
+    assert len(stateful) == 10
     for resource in stateful:
         assert resource.protect, resource.name
         assert resource.retain_on_delete, resource.name
@@ -35,7 +36,7 @@ def generated_secrets(rendering) -> list[str]:
 
 def test_generated_secrets_appear_only_inside_secret_objects(rendering):
     secrets = generated_secrets(rendering)
-    assert len(secrets) == 2
+    assert len(secrets) >= 6
     in_secrets = ""
     for resource in rendering.kubernetes_objects():
         text = json.dumps(resource.manifest(redact=False))
