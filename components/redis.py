@@ -48,7 +48,8 @@ class Redis(pulumi.ComponentResource):
     port: pulumi.Output[int]
     """Server port."""
     secret_name: pulumi.Output[str]
-    """Secret with `password` and `url` (`redis://:<password>@host:6379/0`, password percent-encoded)."""
+    """Secret with `password` and `url` (`redis://default:<password>@host:6379/0`, password percent-encoded; the
+    explicit ACL user `default` is what redis-cli needs to use the password at all)."""
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:redis:Redis", name, None, opts)
@@ -105,7 +106,7 @@ class Redis(pulumi.ComponentResource):
 def auth_fields(password: str, host: str) -> dict[str, str]:
     return {
         "password": password,
-        "url": f"redis://:{quote(password, safe='')}@{host}:{PORT}/0",
+        "url": f"redis://default:{quote(password, safe='')}@{host}:{PORT}/0",
         # Read by the server as a config file, so the password is never an argument or a ConfigMap value.
         AUTH_FILE: f'requirepass "{password}"\n',
     }

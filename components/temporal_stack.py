@@ -226,7 +226,8 @@ def chart_values(args: TemporalStackArgs, engine: ChartEngine) -> dict:
         "server": {
             "image": {"repository": image[0], "tag": image[1]},
             "replicaCount": engine.replicas,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "fsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}},
+            # The restricted profile's runAsNonRoot/seccomp sit in each containerSecurityContext below.
+            "securityContext": {"runAsUser": UID, "fsGroup": UID},
             "config": {
                 "persistence": {
                     # LOUD: numHistoryShards is fixed at the first deploy. Changing it later corrupts routing of every

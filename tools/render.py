@@ -16,7 +16,7 @@ import json
 import runpy
 import string
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,13 +164,28 @@ def stack_settings(stack: str, root: Path = ROOT, overrides: Mapping[str, Any] |
 
 def render_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path = ROOT) -> Rendering:
     """Evaluate `__main__.py` for `stack` under mocks; raises what the program raises (e.g. ConfigError)."""
-    import pulumi
-    from pulumi.runtime import config as runtime_config
-    from pulumi.runtime import mocks, settings
-    from pulumi.runtime.stack import wait_for_rpcs
-
     project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
     config = stack_settings(stack, root, overrides)
+
+    def program() -> None:
+        sys.path.insert(0, str(root))
+        try:
+            runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        finally:
+            sys.path.remove(str(root))
+
+    return render_program(program, project=project, stack=stack, config=config)
+
+
+def render_program(
+    program: Callable[[], None], project: str = "mlops-platform", stack: str = "unit", config: Mapping[str, str] | None = None
+) -> Rendering:
+    """Run any Pulumi program (a function declaring resources) under mocks and capture what it registers."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import mocks, rpc, settings
+    from pulumi.runtime.stack import wait_for_rpcs
+
     registered: list[Registered] = []
 
     class Mocks(pulumi.runtime.Mocks):
@@ -184,8 +199,6 @@ def render_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: P
         def RegisterResource(self, request):
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
-                from pulumi.runtime import rpc
-
                 registered.append(
                     Registered(
                         type=request.type,
@@ -205,22 +218,19 @@ def render_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: P
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     settings.reset_options(project=project, stack=stack)
-    runtime_config.set_all_config(config, [])
-    monitor = RecordingMonitor(Mocks())
-    mocks.set_mocks(Mocks(), project=project, stack=stack, preview=False, monitor=monitor)
-    sys.path.insert(0, str(root))
+    runtime_config.set_all_config(dict(config or {}), [])
+    mocks.set_mocks(Mocks(), project=project, stack=stack, preview=False, monitor=RecordingMonitor(Mocks()))
     try:
         try:
-            runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+            program()
         finally:
             # Drain what was registered before any error, so no RPC is left dangling on a closed loop.
             loop.run_until_complete(wait_for_rpcs())
         root_resource = settings.get_root_resource()
         outputs = loop.run_until_complete(_resolve(root_resource.outputs if root_resource else {}))
     finally:
-        sys.path.remove(str(root))
         loop.close()
-    return Rendering(stack=stack, resources=registered, outputs=outputs, config=config)
+    return Rendering(stack=stack, resources=registered, outputs=outputs, config=dict(config or {}))
 
 
 async def _resolve(outputs: Mapping[str, Any]) -> dict[str, Any]:
