@@ -120,6 +120,44 @@ def retained_claim(
     )
 
 
+def claim_volume(claim: k8s.core.v1.PersistentVolumeClaim, name: str = "data") -> k8s.core.v1.VolumeArgs:
+    """A pod volume backed by `claim`."""
+    return k8s.core.v1.VolumeArgs(
+        name=name,
+        persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
+    )
+
+
+def single_writer_deployment(
+    name: str,
+    *,
+    deployment_name: str,
+    namespace: pulumi.Input[str],
+    app: str,
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.Deployment:
+    """One replica of a server that owns a file on a ReadWriteOnce claim (SQLite and the like).
+
+    Recreate, never RollingUpdate: the old pod must release the claim and the file before a new one opens them,
+    or two writers would share one database file.
+    """
+    return k8s.apps.v1.Deployment(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=deployment_name, namespace=namespace, labels=labels(app, "server")),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=1,
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(app, "server")),
+                spec=pod_spec,
+            ),
+        ),
+        opts=opts,
+    )
+
+
 def service_ports(ports: Mapping[str, int], node_ports: Mapping[str, int | None]) -> list[k8s.core.v1.ServicePortArgs]:
     """Named TCP ports; a port listed in `node_ports` is also reachable from the host at that NodePort."""
     return [

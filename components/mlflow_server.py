@@ -101,19 +101,12 @@ class MlflowServer(pulumi.ComponentResource):
             node_ports={"http": args.node_port},
             opts=child,
         )
-        k8s.apps.v1.Deployment(
+        kube.single_writer_deployment(
             f"{name}-server",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="mlflow", namespace=args.namespace, labels=kube.labels("mlflow", "server")),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
-                # Recreate: the old pod must release the ReadWriteOnce claim and the SQLite file before a new one starts.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector("mlflow", "server")),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("mlflow", "server")),
-                    spec=_pod_spec(args, claim),
-                ),
-            ),
+            deployment_name="mlflow",
+            namespace=args.namespace,
+            app="mlflow",
+            pod_spec=_pod_spec(args, claim),
             opts=child,
         )
         self.service_name = service.metadata.name
@@ -195,10 +188,7 @@ def _pod_spec(args: MlflowServerArgs, claim: k8s.core.v1.PersistentVolumeClaim) 
         init_containers=[upgrade],
         containers=[server],
         volumes=[
-            k8s.core.v1.VolumeArgs(
-                name="data",
-                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
-            ),
+            kube.claim_volume(claim),
             kube.scratch_volume(size="1Gi"),
         ],
     )

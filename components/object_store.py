@@ -289,12 +289,7 @@ class _MinioEngine:
                         security_context=kube.pod_security(MINIO_UID),
                         containers=[container],
                         volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="data",
-                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=claim.metadata.name
-                                ),
-                            ),
+                            kube.claim_volume(claim),
                             kube.scratch_volume(),
                         ],
                     ),

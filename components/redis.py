@@ -150,10 +150,7 @@ def _pod_spec(args: RedisArgs, secret: k8s.core.v1.Secret, claim: k8s.core.v1.Pe
             )
         ],
         volumes=[
-            k8s.core.v1.VolumeArgs(
-                name="data",
-                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
-            ),
+            kube.claim_volume(claim),
             k8s.core.v1.VolumeArgs(
                 name="auth",
                 secret=k8s.core.v1.SecretVolumeSourceArgs(

@@ -160,29 +160,16 @@ def _dev_server(name: str, args: TemporalStackArgs, engine: DevEngine, child: pu
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ],
     )
-    k8s.apps.v1.Deployment(
+    kube.single_writer_deployment(
         f"{name}-server",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name="temporal", namespace=args.namespace, labels=kube.labels("temporal", "server")),
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            replicas=1,
-            # Recreate: the SQLite file on a ReadWriteOnce claim has exactly one writer.
-            strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector("temporal", "server")),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("temporal", "server")),
-                spec=k8s.core.v1.PodSpecArgs(
-                    automount_service_account_token=False,
-                    security_context=kube.pod_security(UID),
-                    containers=[server],
-                    volumes=[
-                        k8s.core.v1.VolumeArgs(
-                            name="data",
-                            persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
-                        ),
-                        kube.scratch_volume(),
-                    ],
-                ),
-            ),
+        deployment_name="temporal",
+        namespace=args.namespace,
+        app="temporal",
+        pod_spec=k8s.core.v1.PodSpecArgs(
+            automount_service_account_token=False,
+            security_context=kube.pod_security(UID),
+            containers=[server],
+            volumes=[kube.claim_volume(claim), kube.scratch_volume()],
         ),
         opts=child,
     )

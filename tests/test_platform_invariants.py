@@ -92,3 +92,13 @@ def test_long_running_containers_have_probes(rendering):
             continue
         for container in containers(manifest, init=False):
             assert "readinessProbe" in container and "livenessProbe" in container, container["name"]
+
+
+def test_rendered_files_are_stable_so_reviews_diff_cleanly(rendering, tmp_path):
+    from tools.render import render_stack, write_manifests
+
+    first = {p.name: p.read_text() for p in write_manifests(rendering, tmp_path / "first")}
+    again = {p.name: p.read_text() for p in write_manifests(render_stack(rendering.stack), tmp_path / "again")}
+    assert first == again
+    assert any(name.startswith("helm-") for name in first)
+    assert not any("@:/%#?" in text for text in first.values()), "Secret values must be redacted in rendered files"

@@ -248,16 +248,25 @@ def manifests(rendering: Rendering, redact: bool = True) -> Iterator[tuple[Regis
 
 
 def write_manifests(rendering: Rendering, out: Path) -> list[Path]:
-    """One YAML file per Kubernetes object, named `<kind>-<namespace>-<name>.yaml`."""
+    """One YAML file per Kubernetes object (`<kind>-<namespace>-<name>.yaml`) and per Helm release
+    (`helm-<name>.yaml`: chart, version, repository, namespace, values). Keys are sorted so renders diff cleanly."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for resource, manifest in manifests(rendering):
         meta = manifest.get("metadata") or {}
         stem = "-".join(p for p in (manifest["kind"].lower(), meta.get("namespace"), meta.get("name") or resource.name) if p)
-        path = out / f"{stem}.yaml"
-        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-        written.append(path)
+        written.append(_dump(out / f"{stem}.yaml", manifest))
+    for release in rendering.resources:
+        if release.type.startswith("kubernetes:helm.sh/"):
+            inputs = _integral(unwrap_secrets(release.inputs))
+            summary = {k: inputs.get(k) for k in ("chart", "version", "repositoryOpts", "namespace", "values")}
+            written.append(_dump(out / f"helm-{release.name}.yaml", summary))
     return written
+
+
+def _dump(path: Path, document: Any) -> Path:
+    path.write_text(yaml.safe_dump(document, sort_keys=True))
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     rendering = render_stack(options.stack)
     written = write_manifests(rendering, options.out)
-    print(f"{options.stack}: {len(rendering.resources)} resources, {len(written)} Kubernetes objects -> {options.out}")
+    print(f"{options.stack}: {len(rendering.resources)} resources, {len(written)} files -> {options.out}")
     return 0
 
 
