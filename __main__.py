@@ -4,22 +4,31 @@ import pulumi
 
 from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
-from components.config import TEMPORAL_DATABASES, load_stack_config
-from components.mlflow_server import ArtifactStore, MlflowServer, MlflowServerArgs, SqliteBackend
-from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs
+from components.config import MLFLOW_DATABASES, TEMPORAL_DATABASES, load_stack_config
+from components.mlflow_server import (
+    ArtifactStore,
+    Ingress,
+    MlflowServer,
+    MlflowServerArgs,
+    PostgresBackend,
+    SqliteBackend,
+)
+from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
 from components.postgres_cluster import Database, PostgresCluster, PostgresClusterArgs
-from components.providers import kubernetes_provider
+from components.providers import cloud_providers, kubernetes_provider
 from components.redis import Redis, RedisArgs
 from components.temporal_stack import ChartEngine, DevEngine, SqlStore, TemporalStack, TemporalStackArgs
 
 config = load_stack_config()
-platform = pulumi.ResourceOptions(providers=[kubernetes_provider(config)])
+secrets = pulumi.Config()
+platform = pulumi.ResourceOptions(providers=[kubernetes_provider(config), *cloud_providers(config)])
 ports = config.node_ports
+cloud = config.object_store
 
 foundation = ClusterFoundation(
     "cluster",
     ClusterFoundationArgs(
-        namespaces={role: config.namespace(role) for role in ("storage", "mlflow", "data", "temporal", "cnpg")},
+        namespaces={role: config.namespace(role) for role in config.namespace_roles},
         storage=config.storage,
         protect=config.protect_state,
     ),
@@ -31,36 +40,31 @@ store = ObjectStore(
     "objects",
     ObjectStoreArgs(
         engine=config.object_store.engine,
-        namespace=namespaces["storage"],
+        namespace=namespaces.get("storage"),
         buckets=config.object_store.buckets,
         region=config.object_store.region,
         consumers=(BucketConsumer("mlflow", namespaces["mlflow"], (config.mlflow.artifact_bucket,)),),
         minio=MinioSettings(
-            size=config.object_store.size,
+            size=cloud.size,
             storage_class=foundation.storage_class,
-            resources=config.object_store.resources,
+            resources=cloud.resources,
             api_node_port=ports.get("minioApi"),
             console_node_port=ports.get("minioConsole"),
-        ),
-        protect=config.protect_state,
-    ),
-    opts=platform,
-)
-
-mlflow = MlflowServer(
-    "mlflow",
-    MlflowServerArgs(
-        namespace=namespaces["mlflow"],
-        backend=SqliteBackend(size=config.mlflow.size, storage_class=foundation.storage_class),
-        artifacts=ArtifactStore(
-            bucket=store.bucket_names[config.mlflow.artifact_bucket],
-            credentials_secret=store.credentials_secrets["mlflow"],
-            client_env=store.client_env,
-        ),
-        resources=config.mlflow.resources,
-        replicas=config.mlflow.replicas,
-        workers=config.mlflow.workers,
-        node_port=ports.get("mlflow"),
+        )
+        if cloud.engine == "minio"
+        else None,
+        s3=S3Settings(bucket_prefix=cloud.bucket_prefix, retention=cloud.retention, kms_key_arn=cloud.kms_key_arn)
+        if cloud.engine == "s3"
+        else None,
+        r2=R2Settings(
+            account_id=cloud.account_id,
+            bucket_prefix=cloud.bucket_prefix,
+            retention=cloud.retention,
+            access_key_id=secrets.require_secret("r2AccessKeyId"),
+            secret_access_key=secrets.require_secret("r2SecretAccessKey"),
+        )
+        if cloud.engine == "r2"
+        else None,
         protect=config.protect_state,
     ),
     opts=platform,
@@ -69,6 +73,17 @@ mlflow = MlflowServer(
 operator = CnpgOperator("cnpg", CnpgOperatorArgs(namespace=namespaces["cnpg"]), opts=platform)
 
 temporal_on_postgres = config.temporal.engine == "chart"
+
+
+def consumer_namespaces(database: str) -> tuple:
+    """Where, besides the data namespace, a database's credentials Secret must exist."""
+    if database in TEMPORAL_DATABASES and temporal_on_postgres:
+        return (namespaces["temporal"],)
+    if database in MLFLOW_DATABASES and config.mlflow.engine == "postgres":
+        return (namespaces["mlflow"],)
+    return ()
+
+
 postgres = PostgresCluster(
     "postgres",
     PostgresClusterArgs(
@@ -78,11 +93,41 @@ postgres = PostgresCluster(
         size=config.postgres.size,
         storage_class=foundation.storage_class,
         resources=config.postgres.resources,
-        databases=tuple(
-            Database(db, (namespaces["temporal"],) if db in TEMPORAL_DATABASES and temporal_on_postgres else ())
-            for db in config.databases
-        ),
+        databases=tuple(Database(db, consumer_namespaces(db)) for db in config.databases),
         node_port=ports.get("postgres"),
+        protect=config.protect_state,
+    ),
+    opts=platform,
+)
+
+mlflow_on_postgres = config.mlflow.engine == "postgres"
+mlflow = MlflowServer(
+    "mlflow",
+    MlflowServerArgs(
+        namespace=namespaces["mlflow"],
+        backend=PostgresBackend(
+            secret=postgres.database_secrets["mlflow"],
+            auth_database_uri=postgres.connection_uris["mlflow_auth"] if config.mlflow.auth else None,
+        )
+        if mlflow_on_postgres
+        else SqliteBackend(size=config.mlflow.size, storage_class=foundation.storage_class),
+        artifacts=ArtifactStore(
+            bucket=store.bucket_names[config.mlflow.artifact_bucket],
+            credentials_secret=store.credentials_secrets["mlflow"],
+            client_env=store.client_env,
+        ),
+        resources=config.mlflow.resources,
+        replicas=config.mlflow.replicas,
+        workers=config.mlflow.workers,
+        node_port=ports.get("mlflow"),
+        ingress=Ingress(
+            host=config.mlflow.ingress.host,
+            class_name=config.mlflow.ingress.class_name,
+            tls_secret=config.mlflow.ingress.tls_secret,
+            cluster_issuer=config.mlflow.ingress.cluster_issuer,
+        )
+        if config.mlflow.ingress
+        else None,
         protect=config.protect_state,
     ),
     opts=platform,
@@ -132,6 +177,14 @@ temporal = TemporalStack(
 
 pulumi.export("namespaces", namespaces)
 pulumi.export("mlflow_url", mlflow.url)
+if mlflow.auth_secret is not None:
+    pulumi.export(
+        "mlflow_admin_password_command",
+        pulumi.Output.concat(
+            "kubectl --context ", config.kube_context, " -n ", namespaces["mlflow"],
+            " get secret ", mlflow.auth_secret, " -o jsonpath='{.data.admin-password}' | base64 -d",
+        ),
+    )
 pulumi.export("s3_endpoint", store.endpoint)
 pulumi.export("buckets", store.bucket_names)
 pulumi.export("postgres_host", postgres.host)
@@ -139,11 +192,12 @@ pulumi.export("postgres_secrets", postgres.database_secrets)
 pulumi.export("redis_url_secret", redis.secret_name)
 pulumi.export("temporal_address", temporal.frontend_address)
 pulumi.export("temporal_ui_url", temporal.ui_url)
-pulumi.export(
-    "minio_credentials_command",
-    pulumi.Output.concat(
-        "kubectl --context ", config.kube_context, " -n ", namespaces["storage"],
-        " get secret minio-root -o go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{\"\\n\"}}{{end}}'",
-    ),
-)
+if cloud.engine == "minio":
+    pulumi.export(
+        "minio_credentials_command",
+        pulumi.Output.concat(
+            "kubectl --context ", config.kube_context, " -n ", namespaces["storage"],
+            " get secret minio-root -o go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{\"\\n\"}}{{end}}'",
+        ),
+    )
 pulumi.export("local_urls", {role: f"http://localhost:{port}" for role, port in sorted(ports.items())})

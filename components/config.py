@@ -41,6 +41,10 @@ _SUFFIX_FACTORS = {
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+_ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class ConfigError(pulumi.RunError):
@@ -92,11 +96,35 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """Lifecycle rules of the cloud engines (s3, r2)."""
+
+    backups_days: int = 7
+    """Objects in the `backups` bucket expire after this many days."""
+    noncurrent_version_days: int = 30
+    """s3: overwritten or deleted object versions are kept this many days (undo window for mistakes)."""
+    abort_multipart_days: int = 7
+    """Incomplete multipart uploads are aborted after this many days."""
+
+
+@dataclass(frozen=True)
 class ObjectStoreConfig:
     """Where buckets live and how they are reached."""
 
     engine: str = "minio"
-    """minio: an in-cluster MinIO StatefulSet (dev)."""
+    """minio: an in-cluster MinIO StatefulSet (dev); s3: AWS S3 buckets; r2: Cloudflare R2 buckets."""
+    bucket_prefix: str = ""
+    """s3/r2: prefix making bucket names unique (`<prefix>-<bucket>`); required for those engines."""
+    kms_key_arn: str = ""
+    """s3: encrypt with this KMS key (SSE-KMS) instead of S3-managed keys (SSE-S3)."""
+    aws_profile: str = ""
+    """s3: AWS shared-config profile of the aws provider (empty: the standard credential chain)."""
+    aws_role_arn: str = ""
+    """s3: role the aws provider assumes (empty: none)."""
+    account_id: str = ""
+    """r2: Cloudflare account id; required for that engine."""
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    """s3/r2 lifecycle rules."""
     buckets: tuple[str, ...] = SEED_BUCKETS
     """Bucket names; `mlflow.artifactBucket` and `backups` must be among them."""
     region: str = "us-east-1"
@@ -110,13 +138,31 @@ class ObjectStoreConfig:
 
 
 @dataclass(frozen=True)
+class IngressConfig:
+    """How MLflow is published outside the cluster."""
+
+    host: str
+    """Public host name, e.g. mlflow.example.com."""
+    class_name: str = "nginx"
+    """IngressClass of the ingress controller."""
+    tls_secret: str = ""
+    """Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set)."""
+    cluster_issuer: str = ""
+    """cert-manager ClusterIssuer to request the certificate from (empty: none)."""
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     """The MLflow tracking server."""
 
     engine: str = "sqlite"
-    """sqlite: a single-writer SQLite file on a retained claim (dev)."""
+    """sqlite: a single-writer SQLite file on a retained claim (dev); postgres: databases on the PostgresCluster."""
     replicas: int = 1
-    """Server replicas; exactly 1 with SQLite."""
+    """Server replicas; exactly 1 with SQLite, 2 by default with PostgreSQL."""
+    auth: bool = False
+    """Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine."""
+    ingress: IngressConfig | None = None
+    """Publish through an Ingress (None: in-cluster only)."""
     workers: int = 2
     """Server worker processes per replica (each holds its own copy of MLflow in memory)."""
     size: str = "5Gi"
@@ -133,6 +179,8 @@ _DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
 """Databases the Temporal chart engine needs on the PostgresCluster (added automatically)."""
+MLFLOW_DATABASES = ("mlflow", "mlflow_auth")
+"""Databases the MLflow postgres engine needs: tracking data, and the basic-auth app's users (added automatically)."""
 
 
 @dataclass(frozen=True)
@@ -211,11 +259,18 @@ class StackConfig:
     @property
     def databases(self) -> tuple[str, ...]:
         """Every database the PostgresCluster serves: the configured ones plus those engines need."""
-        extra = TEMPORAL_DATABASES if self.temporal.engine == "chart" else ()
+        extra = (TEMPORAL_DATABASES if self.temporal.engine == "chart" else ()) + (
+            MLFLOW_DATABASES if self.mlflow.engine == "postgres" else ()
+        )
         return self.postgres.databases + tuple(d for d in extra if d not in self.postgres.databases)
 
     def namespace(self, role: str) -> str:
         return f"{self.namespace_prefix}-{role}"
+
+    @property
+    def namespace_roles(self) -> tuple[str, ...]:
+        """The platform's parts that get a namespace; `storage` only when the object store runs in the cluster."""
+        return (("storage",) if self.object_store.engine == "minio" else ()) + ("mlflow", "data", "temporal", "cnpg")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -223,26 +278,34 @@ class StackConfig:
 # --------------------------------------------------------------------------------------------------------------
 
 SCALAR_KEYS: Mapping[str, type] = {"kubeContext": str, "namespacePrefix": str, "protectState": bool}
+SECRET_KEYS: Mapping[str, str] = {
+    "r2AccessKeyId": "R2 API token id (the S3 access key id)",
+    "r2SecretAccessKey": "SHA-256 of the R2 API token value (the S3 secret access key)",
+    "cloudflareApiToken": "Cloudflare API token that may manage R2 buckets",
+}
+"""Secret settings (`pulumi config set --secret`); only their presence is checked here, values are read as secrets."""
 """Scalar settings; each is declared with a type, default and description in Pulumi.yaml."""
 BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "nodePorts")
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
 NODE_PORT_ROLES = ("minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi")
 """Services that can be given a NodePort (the seed port map: 30900, 30901, 30500, 30543, 30679, 30700, 30233)."""
-OBJECT_STORE_ENGINES = ("minio",)
-MLFLOW_ENGINES = ("sqlite",)
+OBJECT_STORE_ENGINES = ("minio", "s3", "r2")
+MLFLOW_ENGINES = ("sqlite", "postgres")
 TEMPORAL_ENGINES = ("dev", "chart")
 BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 
 class _Problems:
-    """Collects readable problems, each naming the key, the value and what is allowed."""
+    """Collects readable problems, each naming the key, the value and what is allowed; secret values are never shown."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret_keys: frozenset[str] = frozenset()) -> None:
         self.lines: list[str] = []
+        self.secret_keys = secret_keys
 
     def add(self, key: str, value: Any, allowed: str) -> None:
-        self.lines.append(f"{PROJECT}:{key} = {json.dumps(value)}: {allowed}")
+        shown = "[secret]" if key.split(".")[0] in self.secret_keys else json.dumps(value)
+        self.lines.append(f"{PROJECT}:{key} = {shown}: {allowed}")
 
 
 _INVALID = object()
@@ -282,6 +345,9 @@ class _Checks:
         except ValueError:
             ok = False
         return self._accept(ok, key, value, "expected a positive Kubernetes quantity such as 5Gi, 512Mi or 500m (not 5GB)")
+
+    def matching(self, pattern: re.Pattern, allowed: str) -> Callable[[str, Any], Any]:
+        return lambda key, value: self._accept(isinstance(value, str) and bool(pattern.match(value)), key, value, allowed)
 
     def dns_label(self, key: str, value: Any) -> Any:
         ok = isinstance(value, str) and len(value) <= 40 and bool(_DNS_LABEL.match(value))
@@ -379,30 +445,86 @@ def _storage(top: _Reader) -> StorageConfig:
     return storage
 
 
+def _retention(parent: _Reader) -> RetentionConfig:
+    r, d = parent.block("retention"), RetentionConfig()
+    days = r.check.integer(1, 3650)
+    retention = RetentionConfig(
+        backups_days=r.get("backupsDays", d.backups_days, days),
+        noncurrent_version_days=r.get("noncurrentVersionDays", d.noncurrent_version_days, days),
+        abort_multipart_days=r.get("abortMultipartDays", d.abort_multipart_days, days),
+    )
+    r.finish()
+    return retention
+
+
 def _object_store(top: _Reader) -> ObjectStoreConfig:
     o, d = top.block("objectStore"), ObjectStoreConfig()
+    engine = o.get("engine", d.engine, o.check.one_of(*OBJECT_STORE_ENGINES))
     object_store = ObjectStoreConfig(
-        engine=o.get("engine", d.engine, o.check.one_of(*OBJECT_STORE_ENGINES)),
+        engine=engine,
         buckets=o.get("buckets", d.buckets, o.check.buckets),
-        region=o.get("region", d.region, o.check.string),
+        region=o.get("region", "auto" if engine == "r2" else d.region, o.check.string),
         size=o.get("size", d.size, o.check.quantity),
         resources=_resources(o, d.resources),
+        bucket_prefix=o.get("bucketPrefix", d.bucket_prefix, o.check.dns_label),
+        kms_key_arn=o.get("kmsKeyArn", d.kms_key_arn, o.check.matching(_KMS_ARN, "expected a KMS key or alias ARN (arn:aws:kms:<region>:<account>:key/...)")),
+        aws_profile=o.get("awsProfile", d.aws_profile, o.check.string),
+        aws_role_arn=o.get("awsRoleArn", d.aws_role_arn, o.check.matching(_ROLE_ARN, "expected an IAM role ARN (arn:aws:iam::<account>:role/...)")),
+        account_id=o.get("accountId", d.account_id, o.check.matching(_ACCOUNT_ID, "expected a Cloudflare account id (32 hexadecimal characters)")),
+        retention=_retention(o),
     )
     o.finish()
+    problems = o.problems
     if "backups" not in object_store.buckets:
-        o.problems.add("objectStore.buckets", list(object_store.buckets), "must include the 'backups' bucket")
+        problems.add("objectStore.buckets", list(object_store.buckets), "must include the 'backups' bucket")
+    if engine in ("s3", "r2") and not object_store.bucket_prefix:
+        problems.add("objectStore.bucketPrefix", None, f"required with engine {engine}: bucket names must be unique (e.g. acme-mlops-prod)")
+    if engine in ("s3", "r2") and object_store.bucket_prefix:
+        too_long = [b for b in object_store.buckets if len(f"{object_store.bucket_prefix}-{b}") > 63]
+        if too_long:
+            problems.add("objectStore.bucketPrefix", object_store.bucket_prefix, f"makes bucket names longer than 63 characters: {', '.join(too_long)}")
+    if engine == "s3" and not _AWS_REGION.match(object_store.region):
+        problems.add("objectStore.region", object_store.region, "expected an AWS region such as us-east-1 with engine s3")
+    if engine == "r2":
+        if object_store.region != "auto":
+            problems.add("objectStore.region", object_store.region, "R2 has one region: auto")
+        if not object_store.account_id:
+            problems.add("objectStore.accountId", None, "required with engine r2: the Cloudflare account id")
+        if object_store.kms_key_arn:
+            problems.add("objectStore.kmsKeyArn", object_store.kms_key_arn, "R2 does not support SSE-KMS; remove it")
     return object_store
+
+
+def _ingress(parent: _Reader) -> IngressConfig | None:
+    if "ingress" not in parent.raw:
+        parent.used.add("ingress")
+        return None
+    i = parent.block("ingress")
+    host = i.get("host", None, i.check.dns_subdomain)
+    ingress = IngressConfig(
+        host=host or "",
+        class_name=i.get("className", "nginx", i.check.string),
+        tls_secret=i.get("tlsSecret", "", i.check.dns_subdomain),
+        cluster_issuer=i.get("clusterIssuer", "", i.check.string),
+    )
+    i.finish()
+    if host is None and "host" not in i.raw:
+        i.problems.add("mlflow.ingress.host", None, "required when mlflow.ingress is set")
+    return ingress
 
 
 def _mlflow(top: _Reader, buckets: tuple[str, ...]) -> MlflowConfig:
     m, d = top.block("mlflow"), MlflowConfig()
+    engine = m.get("engine", d.engine, m.check.one_of(*MLFLOW_ENGINES))
     mlflow = MlflowConfig(
-        engine=m.get("engine", d.engine, m.check.one_of(*MLFLOW_ENGINES)),
-        replicas=m.get("replicas", d.replicas, m.check.integer(1, 20)),
+        engine=engine,
+        replicas=m.get("replicas", 2 if engine == "postgres" else d.replicas, m.check.integer(1, 20)),
         workers=m.get("workers", d.workers, m.check.integer(1, 16)),
         size=m.get("size", d.size, m.check.quantity),
         artifact_bucket=m.get("artifactBucket", d.artifact_bucket, m.check.string),
         resources=_resources(m, d.resources),
+        auth=m.get("auth", d.auth, m.check.boolean),
+        ingress=_ingress(m),
     )
     m.finish()
     if mlflow.engine == "sqlite" and mlflow.replicas != 1:
@@ -410,9 +532,21 @@ def _mlflow(top: _Reader, buckets: tuple[str, ...]) -> MlflowConfig:
             "mlflow.replicas", mlflow.replicas,
             "the sqlite engine runs exactly 1 replica (one writer on a ReadWriteOnce volume); set 1, or use engine postgres",
         )
+    if mlflow.auth and mlflow.engine != "postgres":
+        m.problems.add("mlflow.auth", True, "basic auth keeps its users in PostgreSQL: use engine postgres")
     if mlflow.artifact_bucket not in buckets:
         m.problems.add("mlflow.artifactBucket", mlflow.artifact_bucket, f"must be one of objectStore.buckets: {', '.join(buckets)}")
     return mlflow
+
+
+def _secrets(top: _Reader, object_store: ObjectStoreConfig) -> None:
+    """Secret settings are only checked for presence (and where they are needed); their values stay secret."""
+    for key in SECRET_KEYS:
+        top.used.add(key)
+    if object_store.engine == "r2":
+        for key, meaning in SECRET_KEYS.items():
+            if not top.raw.get(key):
+                top.problems.add(key, None, f"required with objectStore.engine r2 ({meaning}): pulumi config set --secret {PROJECT}:{key} <value>")
 
 
 def _postgres(top: _Reader) -> PostgresConfig:
@@ -464,12 +598,13 @@ def _node_ports(top: _Reader) -> dict[str, int]:
     return {role: port for role, port in ports.items() if port is not None}
 
 
-def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
+def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
     """Build the typed configuration from decoded project settings (keys without the `mlops-platform:` prefix).
 
+    `secret_keys` names the settings stored as secrets, whose values no message may show.
     Raises one ConfigError listing every problem found.
     """
-    problems = _Problems()
+    problems = _Problems(secret_keys | frozenset(SECRET_KEYS))
     top, d = _Reader("", raw, problems), StackConfig(stack=stack)
     kube_context = top.get("kubeContext", d.kube_context, top.check.string)
     namespace_prefix = top.get("namespacePrefix", d.namespace_prefix, top.check.dns_label)
@@ -481,6 +616,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
     redis = _redis(top)
     temporal = _temporal(top)
     node_ports = _node_ports(top)
+    _secrets(top, object_store)
     top.finish()
     if problems.lines:
         raise ConfigError(
@@ -526,4 +662,5 @@ def load_stack_config() -> StackConfig:
     prefix = f"{PROJECT}:"
     every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     values = {key[len(prefix):]: value for key, value in every.items() if key.startswith(prefix)}
-    return parse_stack_config(pulumi.get_stack(), decode_settings(values))
+    secret = {key[len(prefix):] for key in every if key.startswith(prefix) and runtime_config.is_config_secret(key)}
+    return parse_stack_config(pulumi.get_stack(), decode_settings(values), frozenset(secret))

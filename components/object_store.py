@@ -6,11 +6,13 @@ import json
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import ResourceSpec
+from components.config import ResourceSpec, RetentionConfig
 from components.versions import IMAGES
 
 S3_PORT = 9000
@@ -50,13 +52,41 @@ class MinioSettings:
 
 
 @dataclass(frozen=True)
+class S3Settings:
+    """AWS S3 buckets (the aws provider comes from the component's providers)."""
+
+    bucket_prefix: str
+    """Prefix making bucket names globally unique: `<prefix>-<bucket>`."""
+    retention: RetentionConfig
+    """Lifecycle rules."""
+    kms_key_arn: str = ""
+    """Encrypt with this KMS key (SSE-KMS); empty: S3-managed keys (SSE-S3)."""
+
+
+@dataclass(frozen=True)
+class R2Settings:
+    """Cloudflare R2 buckets (the cloudflare provider comes from the component's providers)."""
+
+    account_id: str
+    """Cloudflare account id."""
+    bucket_prefix: str
+    """Prefix of the bucket names: `<prefix>-<bucket>`."""
+    retention: RetentionConfig
+    """Lifecycle rules (R2 supports expiry and multipart abort, not versions)."""
+    access_key_id: pulumi.Input[str]
+    """R2 API token id, read with require_secret."""
+    secret_access_key: pulumi.Input[str]
+    """SHA-256 of the R2 API token value, read with require_secret."""
+
+
+@dataclass(frozen=True)
 class ObjectStoreArgs:
     """What an ObjectStore needs; built by the composition from typed config."""
 
     engine: str
     """Which engine serves the buckets: `minio`."""
-    namespace: pulumi.Input[str]
-    """Namespace of the in-cluster engine."""
+    namespace: pulumi.Input[str] | None
+    """Namespace of the in-cluster engine (minio); None for the cloud engines."""
     buckets: tuple[str, ...]
     """Buckets to create, by logical name."""
     region: str
@@ -65,6 +95,10 @@ class ObjectStoreArgs:
     """Workloads that get least-privilege credentials."""
     minio: MinioSettings | None = None
     """Settings of the minio engine."""
+    s3: S3Settings | None = None
+    """Settings of the s3 engine."""
+    r2: R2Settings | None = None
+    """Settings of the r2 engine."""
     protect: bool = False
     """Protect stored data (claims, buckets) from `pulumi destroy`."""
 
@@ -89,21 +123,21 @@ class ObjectStore(pulumi.ComponentResource):
         unknown = {b for c in args.consumers for b in c.buckets} - set(args.buckets)
         if unknown:
             raise ValueError(f"consumers use buckets the store does not create: {sorted(unknown)}")
-        if args.engine != "minio" or args.minio is None:
+        engines = {"minio": (_MinioEngine, args.minio), "s3": (_S3Engine, args.s3), "r2": (_R2Engine, args.r2)}
+        engine_class, settings = engines[args.engine]
+        if settings is None:
             raise ValueError(f"object store engine {args.engine!r} needs its settings")
 
-        engine = _MinioEngine(name, args, args.minio, child)
+        engine = engine_class(name, args, settings, child)
         self.endpoint = engine.endpoint
         self.region = pulumi.Output.from_input(args.region)
-        self.bucket_names = {bucket: pulumi.Output.from_input(bucket) for bucket in args.buckets}
+        self.bucket_names = engine.bucket_names
         self.credentials_secrets = engine.credentials_secrets
-        self.client_env = {
-            "AWS_ENDPOINT_URL_S3": self.endpoint,
-            "AWS_DEFAULT_REGION": self.region,
+        self.client_env = {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_DEFAULT_REGION": self.region}
+        if args.engine != "s3":
             # boto3 >= 1.36 sends CRC checksums by default, which S3-compatible stores reject or mishandle.
-            "AWS_REQUEST_CHECKSUM_CALCULATION": pulumi.Output.from_input("when_required"),
-            "AWS_RESPONSE_CHECKSUM_VALIDATION": pulumi.Output.from_input("when_required"),
-        }
+            self.client_env["AWS_REQUEST_CHECKSUM_CALCULATION"] = pulumi.Output.from_input("when_required")
+            self.client_env["AWS_RESPONSE_CHECKSUM_VALIDATION"] = pulumi.Output.from_input("when_required")
         self.register_outputs(
             {
                 "endpoint": self.endpoint,
@@ -115,12 +149,14 @@ class ObjectStore(pulumi.ComponentResource):
         )
 
 
-def bucket_policy(buckets: tuple[str, ...]) -> str:
-    """An S3 policy document allowing object read/write in exactly these buckets."""
+def bucket_policy(buckets: tuple[str, ...], kms_key_arn: str = "") -> str:
+    """An S3 policy document allowing object read/write in exactly these buckets (and use of their KMS key)."""
+    kms = [{"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [kms_key_arn]}] if kms_key_arn else []
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
+                *kms,
                 {
                     "Effect": "Allow",
                     "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
@@ -140,6 +176,23 @@ def bucket_policy(buckets: tuple[str, ...]) -> str:
             ],
         },
         sort_keys=True,
+    )
+
+
+def consumer_secret(
+    name: str, consumer: BucketConsumer, access_key: pulumi.Input[str], secret_key: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Secret:
+    """A consumer's S3 credentials, in its own namespace, under the keys every engine uses."""
+    return k8s.core.v1.Secret(
+        f"{name}-{consumer.name}-credentials",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=f"{consumer.name}-s3-credentials",
+            namespace=consumer.namespace,
+            labels=kube.labels(consumer.name, "s3-credentials"),
+        ),
+        type="Opaque",
+        string_data={CONSUMER_ACCESS_KEY: access_key, CONSUMER_SECRET_KEY: secret_key},
+        opts=opts,
     )
 
 
@@ -221,6 +274,7 @@ class _MinioEngine:
         )
         server = self._statefulset(name, namespace, root, claim, api, settings, child)
         self.endpoint = pulumi.Output.concat("http://minio.", namespace, f".svc.cluster.local:{S3_PORT}")
+        self.bucket_names = {bucket: pulumi.Output.from_input(bucket) for bucket in args.buckets}
 
         self.credentials_secrets: dict[str, pulumi.Output[str]] = {}
         job_secrets = {}
@@ -236,18 +290,8 @@ class _MinioEngine:
                 string_data={CONSUMER_SECRET_KEY: secret_key.result},
                 opts=child,
             )
-            consumer_secret = k8s.core.v1.Secret(
-                f"{name}-{consumer.name}-credentials",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"{consumer.name}-s3-credentials",
-                    namespace=consumer.namespace,
-                    labels=kube.labels(consumer.name, "s3-credentials"),
-                ),
-                type="Opaque",
-                string_data={CONSUMER_ACCESS_KEY: consumer.name, CONSUMER_SECRET_KEY: secret_key.result},
-                opts=child,
-            )
-            self.credentials_secrets[consumer.name] = consumer_secret.metadata.name
+            secret = consumer_secret(name, consumer, consumer.name, secret_key.result, child)
+            self.credentials_secrets[consumer.name] = secret.metadata.name
         self._setup_job(name, args, root, job_secrets, server, child)
 
     @staticmethod
@@ -339,3 +383,176 @@ class _MinioEngine:
             # Pulumi waits for the StatefulSet to be ready before starting the Job against it.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[server])),
         )
+
+
+class _S3Engine:
+    """AWS S3: private, versioned, encrypted buckets that refuse plain HTTP; one IAM user per consumer."""
+
+    def __init__(self, name: str, args: ObjectStoreArgs, settings: S3Settings, child: pulumi.ResourceOptions) -> None:
+        self.endpoint = pulumi.Output.from_input(f"https://s3.{args.region}.amazonaws.com")
+        physical = {bucket: f"{settings.bucket_prefix}-{bucket}" for bucket in args.buckets}
+        self.bucket_names = {
+            bucket: self._bucket(f"{name}-{bucket}", bucket_name, bucket == "backups", settings, args.protect, child)
+            for bucket, bucket_name in physical.items()
+        }
+        self.credentials_secrets: dict[str, pulumi.Output[str]] = {}
+        for consumer in args.consumers:
+            user = aws.iam.User(
+                f"{name}-{consumer.name}-user",
+                name=f"{settings.bucket_prefix}-{consumer.name}",
+                tags={"app.kubernetes.io/part-of": kube.PART_OF},
+                opts=child,
+            )
+            aws.iam.UserPolicy(
+                f"{name}-{consumer.name}-policy",
+                user=user.name,
+                policy=bucket_policy(tuple(physical[b] for b in consumer.buckets), settings.kms_key_arn),
+                opts=child,
+            )
+            key = aws.iam.AccessKey(f"{name}-{consumer.name}-access-key", user=user.name, opts=child)
+            secret = consumer_secret(name, consumer, key.id, key.secret, child)
+            self.credentials_secrets[consumer.name] = secret.metadata.name
+
+    @staticmethod
+    def _bucket(
+        name: str, bucket_name: str, is_backups: bool, settings: S3Settings, protect: bool, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket",
+            bucket=bucket_name,
+            force_destroy=False,
+            tags={"app.kubernetes.io/part-of": kube.PART_OF},
+            opts=kube.stateful(child, protect),
+        )
+        # Ownership enforced: ACLs are off, the bucket owner owns every object.
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+        )
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        # Versioning is the undo button for overwrites and deletes; old versions expire by lifecycle.
+        aws.s3.BucketVersioning(
+            f"{name}-versioning", bucket=bucket.id, versioning_configuration={"status": "Enabled"}, opts=child
+        )
+        encryption = (
+            {"sse_algorithm": "aws:kms", "kms_master_key_id": settings.kms_key_arn}
+            if settings.kms_key_arn
+            else {"sse_algorithm": "AES256"}
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": encryption, "bucket_key_enabled": bool(settings.kms_key_arn)}],
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(deny_insecure_transport),
+            # A policy put while the public access block is being applied can be refused; order them.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[public_access])),
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle", bucket=bucket.id, rules=s3_lifecycle_rules(settings.retention, is_backups), opts=child
+        )
+        return bucket.bucket
+
+
+def deny_insecure_transport(bucket_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def s3_lifecycle_rules(retention: RetentionConfig, is_backups: bool) -> list[dict]:
+    rules = [
+        {
+            "id": "abort-incomplete-uploads",
+            "status": "Enabled",
+            "filter": {},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": retention.abort_multipart_days},
+        },
+        {
+            "id": "expire-old-versions",
+            "status": "Enabled",
+            "filter": {},
+            "noncurrent_version_expiration": {"noncurrent_days": retention.noncurrent_version_days},
+        },
+    ]
+    if is_backups:
+        rules.append({"id": "expire-backups", "status": "Enabled", "filter": {}, "expiration": {"days": retention.backups_days}})
+    return rules
+
+
+class _R2Engine:
+    """Cloudflare R2: buckets and lifecycle through the cloudflare provider, S3 API credentials from config.
+
+    R2 has no versioning, bucket policies, public-access block, ACLs or SSE headers: none is emitted. Buckets are
+    private unless a public domain is attached, and encrypted at rest by Cloudflare. R2 cannot scope the S3
+    credentials per consumer here: scope the API token to these buckets when creating it.
+    """
+
+    def __init__(self, name: str, args: ObjectStoreArgs, settings: R2Settings, child: pulumi.ResourceOptions) -> None:
+        self.endpoint = pulumi.Output.from_input(f"https://{settings.account_id}.r2.cloudflarestorage.com")
+        self.bucket_names = {}
+        for bucket in args.buckets:
+            r2_bucket = cloudflare.R2Bucket(
+                f"{name}-{bucket}-bucket",
+                account_id=settings.account_id,
+                name=f"{settings.bucket_prefix}-{bucket}",
+                opts=kube.stateful(child, args.protect),
+            )
+            cloudflare.R2BucketLifecycle(
+                f"{name}-{bucket}-lifecycle",
+                account_id=settings.account_id,
+                bucket_name=r2_bucket.name,
+                rules=r2_lifecycle_rules(settings.retention, bucket == "backups"),
+                opts=child,
+            )
+            self.bucket_names[bucket] = r2_bucket.name
+        self.credentials_secrets = {
+            consumer.name: consumer_secret(name, consumer, settings.access_key_id, settings.secret_access_key, child).metadata.name
+            for consumer in args.consumers
+        }
+
+
+def r2_lifecycle_rules(retention: RetentionConfig, is_backups: bool) -> list[dict]:
+    day = 86400
+    rules = [
+        {
+            "id": "abort-incomplete-uploads",
+            "enabled": True,
+            "conditions": {"prefix": ""},
+            "abort_multipart_uploads_transition": {"condition": {"type": "Age", "max_age": retention.abort_multipart_days * day}},
+        }
+    ]
+    if is_backups:
+        rules.append(
+            {
+                "id": "expire-backups",
+                "enabled": True,
+                "conditions": {"prefix": ""},
+                "delete_objects_transition": {"condition": {"type": "Age", "max_age": retention.backups_days * day}},
+            }
+        )
+    return rules

@@ -68,6 +68,8 @@ class PostgresCluster(pulumi.ComponentResource):
     database_secrets: dict[str, pulumi.Output[str]]
     """Per database: Secret name (in the cluster's and each consumer namespace) with username, password,
     dbname, host, port and uri (`postgresql://...`, password percent-encoded)."""
+    connection_uris: dict[str, pulumi.Output[str]]
+    """Per database: the owner's connection URI, a Pulumi secret, for configuration that must embed it."""
 
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:postgres_cluster:PostgresCluster", name, None, opts)
@@ -78,8 +80,10 @@ class PostgresCluster(pulumi.ComponentResource):
         self.host = pulumi.Output.concat(f"{cluster}-rw.", args.namespace, ".svc.cluster.local")
         self.port = pulumi.Output.from_input(PORT)
 
-        owner_secrets = {db.name: self._credentials(name, db, args, child) for db in args.databases}
+        credentials = {db.name: self._credentials(name, db, args, child) for db in args.databases}
+        owner_secrets = {db: secret for db, (secret, _) in credentials.items()}
         self.database_secrets = {db: secret.metadata.name for db, secret in owner_secrets.items()}
+        self.connection_uris = {db: uri for db, (_, uri) in credentials.items()}
 
         after_operator = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[args.operator]))
         postgres = k8s.apiextensions.CustomResource(
@@ -132,10 +136,15 @@ class PostgresCluster(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        self.register_outputs({"host": self.host, "port": self.port, "database_secrets": self.database_secrets})
+        self.register_outputs(
+            {"host": self.host, "port": self.port, "database_secrets": self.database_secrets, "connection_uris": self.connection_uris}
+        )
 
-    def _credentials(self, name: str, db: Database, args: PostgresClusterArgs, child: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
-        """The owner's generated password, in a basic-auth Secret the operator reads and consumers mount."""
+    def _credentials(
+        self, name: str, db: Database, args: PostgresClusterArgs, child: pulumi.ResourceOptions
+    ) -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
+        """The owner's generated password, in a basic-auth Secret the operator reads and consumers mount;
+        returned with the connection URI, kept secret."""
         password = random.RandomPassword(f"{name}-{db.name}-password", length=32, special=True, override_special=PASSWORD_SPECIALS, opts=child)
         data = pulumi.Output.all(password.result, args.namespace).apply(
             lambda values: connection_fields(args.cluster_name, values[1], db.name, values[0])
@@ -158,7 +167,7 @@ class PostgresCluster(pulumi.ComponentResource):
                     opts=child,
                 )
             )
-        return secrets[0]
+        return secrets[0], pulumi.Output.secret(data.apply(lambda fields: fields["uri"]))
 
 
 def connection_fields(cluster: str, namespace: str, database: str, password: str) -> dict[str, str]:

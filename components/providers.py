@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 
-from components.config import StackConfig
+from components.config import PROJECT, StackConfig
 
 
 def kubernetes_provider(config: StackConfig) -> k8s.Provider:
@@ -15,3 +18,21 @@ def kubernetes_provider(config: StackConfig) -> k8s.Provider:
         # Server-side apply handles large CRDs and field ownership; it is the default, stated here to stay so.
         enable_server_side_apply=True,
     )
+
+
+def cloud_providers(config: StackConfig) -> list[pulumi.ProviderResource]:
+    """The object store engine's provider: aws for s3, cloudflare for r2, none for minio."""
+    store = config.object_store
+    if store.engine == "s3":
+        return [
+            aws.Provider(
+                "aws",
+                region=store.region,
+                profile=store.aws_profile or None,
+                assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=store.aws_role_arn)] if store.aws_role_arn else None,
+                default_tags=aws.ProviderDefaultTagsArgs(tags={"managed-by": "pulumi", "project": PROJECT, "stack": config.stack}),
+            )
+        ]
+    if store.engine == "r2":
+        return [cloudflare.Provider("cloudflare", api_token=pulumi.Config().require_secret("cloudflareApiToken"))]
+    return []

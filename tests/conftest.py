@@ -9,6 +9,12 @@ from tools.render import Rendering, render_stack
 STACKS = ("dev", "prod")
 
 
+def pytest_configure(config) -> None:
+    # The provider SDKs warn about their own deprecated resources on import; none of them is used here.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_cloudflare")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws")
+
+
 @pytest.fixture(scope="session")
 def renderings() -> dict[str, Rendering]:
     return {stack: render_stack(stack) for stack in STACKS}

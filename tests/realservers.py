@@ -7,15 +7,20 @@ Secrets, as the kubelet would.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import pwd
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +86,7 @@ def container_env(container: Mapping[str, Any], rendering: Rendering, namespace:
     for item in container.get("env", []):
         ref = (item.get("valueFrom") or {}).get("secretKeyRef")
         if ref:
-            env[item["name"]] = secret_data(rendering, namespace, ref["name"])[ref["key"]]
+            env[item["name"]] = mapping.apply(secret_data(rendering, namespace, ref["name"])[ref["key"]])
         else:
             env[item["name"]] = mapping.apply(item["value"])
     return env
@@ -100,3 +105,76 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait()
+
+
+@contextlib.contextmanager
+def resolve_to_loopback(*hostnames: str) -> Iterator[None]:
+    """Make this process resolve in-cluster DNS names to 127.0.0.1, so clients send the real Host header."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return original("127.0.0.1" if host in hostnames else host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = original
+
+
+def postgres_bin() -> Path | None:
+    """Debian's PostgreSQL server binaries (the newest major installed), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root; under root (CI), run it as Debian's `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[dict[str, Any]]:
+    """A throwaway PostgreSQL on 127.0.0.1 with TLS (like CloudNativePG's), password auth over TCP, and
+    a trusted superuser on its Unix socket for setup. Yields {"port", "admin"} (admin: psycopg connect kwargs)."""
+    bin_dir = postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="pg-real-"))
+    data, port = root / "data", free_port()
+    subprocess.run(
+        ["openssl", "req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=postgres-rw",
+         "-keyout", str(root / "server.key"), "-out", str(root / "server.crt")],
+        check=True, capture_output=True,
+    )
+    os.chmod(root / "server.key", 0o600)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (root, root / "server.key", root / "server.crt"):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    subprocess.run(_as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres"]), check=True, capture_output=True)
+    (data / "pg_hba.conf").write_text("local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+    options = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c ssl=on "
+               f"-c ssl_cert_file={root / 'server.crt'} -c ssl_key_file={root / 'server.key'}")
+    subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"]),
+                   check=True, capture_output=True)
+    try:
+        yield {"port": port, "admin": {"host": str(root), "port": port, "user": "postgres", "dbname": "postgres", "autocommit": True}}
+    finally:
+        subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def apply_declared_roles_and_databases(rendering: Rendering, admin: Mapping[str, Any]) -> None:
+    """What CloudNativePG does with the rendered spec: managed roles (password from their Secret), then databases."""
+    import psycopg
+    from psycopg import sql
+
+    cluster = rendering.find(kind="Cluster", name="postgres").manifest(redact=False)["spec"]
+    attributes = {"login": "LOGIN", "superuser": "SUPERUSER", "createdb": "CREATEDB", "createrole": "CREATEROLE", "inherit": "INHERIT"}
+    with psycopg.connect(**admin) as db:
+        for role in cluster["managed"]["roles"]:
+            password = secret_data(rendering, "mlops-data", role["passwordSecret"]["name"])["password"]
+            flags = " ".join(word if role.get(key) else f"NO{word}" for key, word in attributes.items())
+            db.execute(sql.SQL("CREATE ROLE {} WITH " + flags + " PASSWORD {}").format(sql.Identifier(role["name"]), sql.Literal(password)))
+        for database in rendering.find_all(kind="Database"):
+            spec = database.inputs["spec"]
+            db.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(spec["name"]), sql.Identifier(spec["owner"])))

@@ -9,7 +9,8 @@ from tools.render import ROOT
 
 def test_each_platform_part_gets_a_restricted_namespace(rendering):
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
-    assert set(namespaces) == {"mlops-storage", "mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg"}
+    in_cluster_objects = {"mlops-storage"} if rendering.stack == "dev" else set()
+    assert set(namespaces) == {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg"} | in_cluster_objects
     for labels in namespaces.values():
         for mode in ("enforce", "audit", "warn"):
             assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
@@ -35,7 +36,8 @@ def test_prod_storage_class_comes_from_config(prod):
 def test_every_claim_uses_the_stacks_retain_class(rendering):
     class_name = rendering.find(kind="StorageClass").inputs["metadata"]["name"]
     claims = rendering.find_all(kind="PersistentVolumeClaim")
-    expected = {"minio-data", "mlflow-data", "redis-data"} | ({"temporal-data"} if rendering.stack == "dev" else set())
+    # prod keeps MLflow and Temporal in PostgreSQL and objects in S3: only Redis has a claim of ours.
+    expected = {"redis-data"} | ({"minio-data", "mlflow-data", "temporal-data"} if rendering.stack == "dev" else set())
     assert {c.metadata["name"] for c in claims} == expected
     for claim in claims:
         assert claim.inputs["spec"]["storageClassName"] == class_name

@@ -79,8 +79,26 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             {"mlflow": {"replicas": 2}},
             "mlops-platform:mlflow.replicas = 2: the sqlite engine runs exactly 1 replica",
         ),
-        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, engine, replicas'),
-        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: kubeContext, mlflow"),
+        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, ingress, replicas'),
+        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: cloudflareApiToken, kubeContext, mlflow"),
+        ({"objectStore": {"engine": "s3"}}, "mlops-platform:objectStore.bucketPrefix = null: required with engine s3"),
+        ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "region": "Frankfurt"}}, 'mlops-platform:objectStore.region = "Frankfurt": expected an AWS region'),
+        ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "kmsKeyArn": "my-key"}}, 'mlops-platform:objectStore.kmsKeyArn = "my-key": expected a KMS key or alias ARN'),
+        (
+            {"objectStore": {"engine": "s3", "bucketPrefix": "a" * 35, "buckets": ["backups", "mlflow-artifacts", "long-" + "x" * 25]}},
+            "makes bucket names longer than 63 characters: long-xxxxxxxxxxxxxxxxxxxxxxxxx",
+        ),
+        ({"objectStore": {"engine": "r2", "bucketPrefix": "acme"}}, "mlops-platform:objectStore.accountId = null: required with engine r2"),
+        ({"objectStore": {"engine": "r2", "bucketPrefix": "acme", "accountId": "42"}}, 'mlops-platform:objectStore.accountId = "42": expected a Cloudflare account id'),
+        ({"objectStore": {"engine": "r2", "bucketPrefix": "acme", "region": "eu-west-1"}}, 'mlops-platform:objectStore.region = "eu-west-1": R2 has one region: auto'),
+        (
+            {"objectStore": {"engine": "r2", "bucketPrefix": "acme", "accountId": "0" * 32}},
+            "mlops-platform:r2SecretAccessKey = [secret]: required with objectStore.engine r2 (SHA-256 of the R2 API token value (the S3 secret access key)): pulumi config set --secret mlops-platform:r2SecretAccessKey <value>",
+        ),
+        ({"objectStore": {"retention": {"backupsDays": 0}}}, "mlops-platform:objectStore.retention.backupsDays = 0: expected a whole number from 1 to 3650"),
+        ({"mlflow": {"auth": True}}, "mlops-platform:mlflow.auth = true: basic auth keeps its users in PostgreSQL: use engine postgres"),
+        ({"mlflow": {"engine": "postgres", "ingress": {"className": "nginx"}}}, "mlops-platform:mlflow.ingress.host = null: required when mlflow.ingress is set"),
+        ({"mlflow": {"engine": "postgres", "ingress": {"host": "MLflow.Example.com"}}}, 'mlops-platform:mlflow.ingress.host = "MLflow.Example.com": expected a lowercase DNS name'),
         (
             {"mlflow": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}},
             'mlops-platform:mlflow.resources.requests.memory = "2Gi": must not exceed its limit 1Gi',
@@ -103,6 +121,20 @@ def test_bad_value_is_named_with_what_is_allowed(raw, expected):
     message = problems_for(raw)
     assert expected in message
     assert message.startswith("invalid configuration in Pulumi.dev.yaml")
+
+
+def test_a_secret_value_never_appears_in_an_error():
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config("prod", {"r2SecretAcessKey": "hunter2-token"}, secret_keys=frozenset({"r2SecretAcessKey"}))
+    message = str(caught.value)
+    assert "mlops-platform:r2SecretAcessKey = [secret]: unknown key (a typo?)" in message
+    assert "hunter2" not in message
+
+
+def test_postgres_engine_defaults_to_two_replicas_and_adds_its_databases():
+    config = parse_stack_config("any", {"mlflow": {"engine": "postgres"}, "temporal": {"engine": "chart"}})
+    assert config.mlflow.replicas == 2
+    assert config.databases == ("platform", "users", "labeler", "temporal", "temporal_visibility", "mlflow", "mlflow_auth")
 
 
 def test_every_problem_is_reported_in_one_message():

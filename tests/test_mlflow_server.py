@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.versions import IMAGES, MLFLOW_VERSION
-from tests.support import container, env_of, pod_spec
+from tests.support import container, env_of, pod_spec, secret_data
 
 
 def deployment(rendering):
@@ -81,3 +81,61 @@ def test_service_and_node_port(dev, prod):
     assert spec["ports"] == [{"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP", "nodePort": 30500}]
     assert prod.find(kind="Service", name="mlflow").inputs["spec"]["type"] == "ClusterIP"
     assert dev.outputs["local_urls"]["mlflow"] == "http://localhost:30500"
+
+
+# --- postgres engine (prod): HA replicas, credentials from Secrets, basic auth, ingress ---------------------------
+
+
+def test_prod_runs_replicas_that_roll_one_at_a_time_spread_over_nodes(prod):
+    spec = deployment(prod)["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    spread = pod_spec(deployment(prod))["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "DoNotSchedule"
+    budget = prod.find(kind="PodDisruptionBudget", name="mlflow").inputs["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"] == {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/component": "server"}
+
+
+def test_prod_backend_uri_reaches_server_and_upgrade_only_from_the_database_secret(prod):
+    manifest = deployment(prod)
+    server, upgrade = container(manifest, "mlflow"), container(manifest, "db-upgrade")
+    assert "--backend-store-uri" not in server["args"]
+    for c in (server, upgrade):
+        assert env_of(c)["MLFLOW_BACKEND_STORE_URI"] == ("secret", "postgres-mlflow", "uri")
+    assert upgrade["args"] == ['exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"']
+    assert not prod.find_all(kind="PersistentVolumeClaim", name="mlflow-data")
+
+
+def test_prod_requires_basic_auth_with_a_generated_admin_and_a_shared_session_key(prod):
+    import configparser
+
+    server = container(deployment(prod), "mlflow")
+    assert flag(server["args"], "--app-name") == "basic-auth"
+    env = env_of(server)
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == ("secret", "mlflow-auth", "flask-secret-key")
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/auth/basic_auth.ini"
+    auth = secret_data(prod, "mlops-mlflow", "mlflow-auth")
+    ini = configparser.ConfigParser()
+    ini.read_string(auth["basic_auth.ini"])
+    assert ini["mlflow"]["admin_password"] == auth["admin-password"] != "password1234"
+    assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    assert ini["mlflow"]["database_uri"] == secret_data(prod, "mlops-data", "postgres-mlflow-auth")["uri"]
+    assert "%" in ini["mlflow"]["database_uri"], "the URI must exercise ConfigParser's '%' escaping"
+
+
+def test_prod_ingress_publishes_the_configured_host_with_tls(prod):
+    ingress = prod.find(kind="Ingress", name="mlflow").inputs
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": ["mlflow.example.com"], "secretName": "mlflow-tls"}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "mlflow.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "mlflow", "port": {"name": "http"}}
+    hosts = flag(container(deployment(prod), "mlflow")["args"], "--allowed-hosts").split(",")
+    assert "mlflow.example.com" in hosts and "mlflow.example.com:*" in hosts
+
+
+def test_dev_keeps_sqlite_without_auth_ingress_or_budget(dev):
+    assert "--app-name" not in container(deployment(dev), "mlflow")["args"]
+    assert not dev.find_all(kind="Ingress") and not dev.find_all(kind="PodDisruptionBudget")

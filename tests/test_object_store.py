@@ -39,9 +39,8 @@ def test_minio_runs_the_pinned_image_on_its_claim(dev):
     assert minio["livenessProbe"]["httpGet"]["path"] == "/minio/health/live"
 
 
-def test_claim_size_comes_from_config(dev, prod):
+def test_claim_size_comes_from_config(dev):
     assert dev.find(kind="PersistentVolumeClaim", name="minio-data").inputs["spec"]["resources"]["requests"] == {"storage": "20Gi"}
-    assert prod.find(kind="PersistentVolumeClaim", name="minio-data").inputs["spec"]["resources"]["requests"] == {"storage": "100Gi"}
 
 
 def test_root_credentials_are_generated_and_only_reach_minio_through_a_secret(dev):
@@ -60,6 +59,11 @@ def test_s3_api_and_console_services_with_the_seed_node_ports(dev):
     console = dev.find(kind="Service", name="minio-console").inputs["spec"]
     assert api["type"] == "NodePort" and api["ports"][0]["port"] == 9000 and api["ports"][0]["nodePort"] == 30900
     assert console["type"] == "NodePort" and console["ports"][0]["port"] == 9001 and console["ports"][0]["nodePort"] == 30901
+
+
+def test_prod_runs_no_minio(prod):
+    assert not prod.find_all(kind="StatefulSet", name="minio")
+    assert not prod.find_all(kind="Job")
 
 
 def test_prod_services_stay_inside_the_cluster(prod):

@@ -13,7 +13,7 @@ DEFAULT_CREDENTIALS = ("minioadmin", "password1234", "prom-operator", "admin:adm
 
 def test_prod_protects_and_retains_every_stateful_resource(prod):
     stateful = [r for r in prod.resources if r.kind in STATEFUL_KINDS]
-    # 3 claims, the StorageClass, the CNPG Cluster and its 5 databases.
+    # The Redis claim, the StorageClass, the CNPG Cluster and its 7 databases (buckets: test_object_store_s3).
     assert len(stateful) == 10
     for resource in stateful:
         assert resource.protect, resource.name

@@ -52,7 +52,8 @@ def databases(rendering) -> dict[str, dict]:
 
 def test_application_databases_exist_in_both_stacks_each_owned_by_its_role(rendering):
     found = databases(rendering)
-    expected = set(APPLICATION_DATABASES) | ({"temporal", "temporal_visibility"} if rendering.stack == "prod" else set())
+    engines = {"temporal", "temporal_visibility", "mlflow", "mlflow_auth"}
+    expected = set(APPLICATION_DATABASES) | (engines if rendering.stack == "prod" else set())
     assert set(found) == expected
     roles = {r["name"]: r for r in cluster_spec(rendering)["managed"]["roles"]}
     for name, spec in found.items():

@@ -7,88 +7,31 @@ The server runs on 127.0.0.1 in a temp dir, with TLS like CloudNativePG's; only 
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
 import shutil
-import subprocess
-import tempfile
-from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from tests.realservers import free_port
+from tests.realservers import apply_declared_roles_and_databases, postgres_bin, postgres_server
 from tests.support import secret_data
 
 psycopg = pytest.importorskip("psycopg")
-from psycopg import sql  # noqa: E402
 
 IN_CLUSTER_HOST = "postgres-rw.mlops-data.svc.cluster.local:5432"
 
 
-def postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    return Path(found[-1]).parent if found else None
-
-
-BIN = postgres_bin()
 pytestmark = pytest.mark.skipif(
-    BIN is None or shutil.which("openssl") is None,
+    postgres_bin() is None or shutil.which("openssl") is None,
     reason="Debian's postgresql (and openssl) are not installed (scripts/test.sh installs them)",
 )
-
-
-def as_server_user(argv: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root; under root (CI), run it as Debian's `postgres` user."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
 @pytest.fixture(params=["dev", "prod"], scope="module")
 def server(request, renderings):
     rendering = renderings[request.param]
-    root = Path(tempfile.mkdtemp(prefix="pg-real-"))
-    data, port = root / "data", free_port()
-    subprocess.run(
-        ["openssl", "req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=postgres-rw",
-         "-keyout", str(root / "server.key"), "-out", str(root / "server.crt")],
-        check=True, capture_output=True,
-    )
-    os.chmod(root / "server.key", 0o600)
-    if os.geteuid() == 0:
-        owner = pwd.getpwnam("postgres")
-        for path in (root, root / "server.key", root / "server.crt"):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    subprocess.run(as_server_user([str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-                                   "--auth-host=scram-sha-256"]), check=True, capture_output=True)
-    (data / "pg_hba.conf").write_text(
-        "local all postgres trust\n"
-        "hostssl all all 127.0.0.1/32 scram-sha-256\n"
-    )
-    options = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c ssl=on "
-               f"-c ssl_cert_file={root / 'server.crt'} -c ssl_key_file={root / 'server.key'}")
-    subprocess.run(as_server_user([str(BIN / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"]),
-                   check=True, capture_output=True)
-    admin = {"host": str(root), "port": port, "user": "postgres", "dbname": "postgres", "autocommit": True}
-    try:
-        apply_declared_roles_and_databases(rendering, admin)
-        yield {"rendering": rendering, "port": port, "admin": admin}
-    finally:
-        subprocess.run(as_server_user([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def apply_declared_roles_and_databases(rendering, admin: dict) -> None:
-    """What CloudNativePG does with the rendered spec: managed roles (password from their Secret), then databases."""
-    cluster = rendering.find(kind="Cluster", name="postgres").manifest(redact=False)["spec"]
-    attributes = {"login": "LOGIN", "superuser": "SUPERUSER", "createdb": "CREATEDB", "createrole": "CREATEROLE", "inherit": "INHERIT"}
-    with psycopg.connect(**admin) as db:
-        for role in cluster["managed"]["roles"]:
-            password = secret_data(rendering, "mlops-data", role["passwordSecret"]["name"])["password"]
-            flags = " ".join(word if role.get(key) else f"NO{word}" for key, word in attributes.items())
-            db.execute(sql.SQL("CREATE ROLE {} WITH " + flags + " PASSWORD {}").format(sql.Identifier(role["name"]), sql.Literal(password)))
-        for database in rendering.find_all(kind="Database"):
-            spec = database.inputs["spec"]
-            db.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(spec["name"]), sql.Identifier(spec["owner"])))
+    with postgres_server() as pg:
+        apply_declared_roles_and_databases(rendering, pg["admin"])
+        yield {"rendering": rendering, **pg}
 
 
 def local_uri(server, database: str, as_database: str | None = None) -> str:
@@ -143,7 +86,5 @@ def test_application_roles_cannot_escalate(server):
 def test_a_wrong_password_is_refused(server):
     uri = local_uri(server, "platform")
     password = secret_data(server["rendering"], "mlops-data", "postgres-platform")["password"]
-    from urllib.parse import quote
-
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(uri.replace(quote(password, safe=""), "wrong"))

@@ -111,10 +111,15 @@ def _integral(value: Any) -> Any:
     return value
 
 
+def is_secret(value: Any) -> bool:
+    """Whether the program handed this input over as a Pulumi secret (encrypted in state, masked in diffs)."""
+    return isinstance(value, Mapping) and value.get(_SIG_KEY) == _SECRET_SIG
+
+
 def unwrap_secrets(value: Any) -> Any:
     """Replace Pulumi's secret envelopes by their plain values (the mocks see secrets wrapped)."""
     if isinstance(value, Mapping):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
+        if is_secret(value):
             return unwrap_secrets(value.get("value"))
         return {k: unwrap_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -137,6 +142,10 @@ def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, An
         special = bool(inputs.get("special", True))
         value = mock_password(name, int(inputs.get("length", 16)), special)
         state["result"] = value.lower() if inputs.get("upper") is False else value
+    elif type_ == "aws:s3/bucket:Bucket":
+        state["arn"] = f"arn:aws:s3:::{inputs['bucket']}"
+    elif type_ == "aws:iam/accessKey:AccessKey":
+        state["secret"] = mock_password(name, 40, special=True)
     elif type_.startswith("kubernetes:") and "metadata" in inputs:
         # Pulumi auto-names objects without metadata.name by appending a random suffix.
         metadata = dict(unwrap_secrets(inputs["metadata"]))

@@ -1,0 +1,165 @@
+"""ObjectStore on AWS S3 (prod) and Cloudflare R2 (a prod variant): bucket hardening, lifecycle, least-privilege
+credentials, protection, and the same interface for consumers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import ConfigError
+from tests.support import container, env_of, secret_data
+from tools.render import is_secret, render_stack, unwrap_secrets
+
+PREFIX = "acme-mlops-prod"
+SEED = ("training-datasets", "training-checkpoints", "training-results", "model-weights", "config-schemas", "mlflow-artifacts", "backups")
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+R2_STORE = {
+    "engine": "r2", "accountId": ACCOUNT, "bucketPrefix": PREFIX, "buckets": list(SEED),
+    "retention": {"backupsDays": 14, "abortMultipartDays": 3},
+}
+R2_SECRETS = {
+    "mlops-platform:r2AccessKeyId": "r2-token-id",
+    "mlops-platform:r2SecretAccessKey": "r2-secret-sha256",
+    "mlops-platform:cloudflareApiToken": "cf-api-token",
+}
+
+
+@pytest.fixture(scope="module")
+def r2():
+    return render_stack("prod", overrides={"mlops-platform:objectStore": R2_STORE, **R2_SECRETS})
+
+
+@pytest.fixture(scope="module")
+def kms():
+    store = {"engine": "s3", "region": "eu-central-1", "bucketPrefix": PREFIX, "buckets": list(SEED),
+             "kmsKeyArn": "arn:aws:kms:eu-central-1:123456789012:key/abcd"}
+    return render_stack("prod", overrides={"mlops-platform:objectStore": store})
+
+
+def for_bucket(rendering, type_: str, bucket: str):
+    return rendering.find(type=type_, name=f"objects-{bucket}-{type_.rsplit(':', 1)[-1].lower()}")
+
+
+def by_suffix(rendering, suffix: str, bucket: str):
+    return rendering.find(name=f"objects-{bucket}-{suffix}")
+
+
+def test_one_protected_bucket_per_configured_name_with_the_stack_prefix(prod):
+    buckets = prod.find_all(type="aws:s3/bucket:Bucket")
+    assert sorted(b.inputs["bucket"] for b in buckets) == sorted(f"{PREFIX}-{b}" for b in SEED)
+    for bucket in buckets:
+        assert bucket.protect and bucket.retain_on_delete, bucket.name
+        assert bucket.inputs["forceDestroy"] is False
+    assert prod.outputs["buckets"]["mlflow-artifacts"] == f"{PREFIX}-mlflow-artifacts"
+
+
+@pytest.mark.parametrize("bucket", SEED)
+def test_every_bucket_is_private_versioned_encrypted_and_tls_only(prod, bucket):
+    block = by_suffix(prod, "public-access", bucket).inputs
+    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert by_suffix(prod, "ownership", bucket).inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    assert by_suffix(prod, "versioning", bucket).inputs["versioningConfiguration"] == {"status": "Enabled"}
+    rule = by_suffix(prod, "encryption", bucket).inputs["rules"][0]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    policy = json.loads(by_suffix(prod, "tls-only", bucket).inputs["policy"])
+    statement = policy["Statement"][0]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statement["Resource"] == [f"arn:aws:s3:::{PREFIX}-{bucket}", f"arn:aws:s3:::{PREFIX}-{bucket}/*"]
+    assert by_suffix(prod, "public-access", bucket).urn in by_suffix(prod, "tls-only", bucket).dependencies
+
+
+def lifecycle(rendering, bucket) -> dict:
+    return {r["id"]: r for r in by_suffix(rendering, "lifecycle", bucket).inputs["rules"]}
+
+
+def test_lifecycle_expires_old_versions_uploads_and_only_backups(prod):
+    artifacts = lifecycle(prod, "mlflow-artifacts")
+    assert artifacts["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
+    assert artifacts["expire-old-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+    assert "expire-backups" not in artifacts
+    assert lifecycle(prod, "backups")["expire-backups"]["expiration"] == {"days": 30}
+
+
+def test_sse_kms_when_a_key_is_configured(kms):
+    rule = by_suffix(kms, "encryption", "backups").inputs["rules"][0]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": "arn:aws:kms:eu-central-1:123456789012:key/abcd"}
+    assert rule["bucketKeyEnabled"] is True
+    policy = json.loads(kms.find(type="aws:iam/userPolicy:UserPolicy").inputs["policy"])
+    kms_statement = next(s for s in policy["Statement"] if s["Action"][0].startswith("kms:"))
+    assert kms_statement["Resource"] == ["arn:aws:kms:eu-central-1:123456789012:key/abcd"]
+
+
+def test_mlflow_user_is_scoped_to_the_artifact_bucket_only(prod):
+    user = prod.find(type="aws:iam/user:User")
+    assert user.inputs["name"] == f"{PREFIX}-mlflow"
+    policy = json.loads(prod.find(type="aws:iam/userPolicy:UserPolicy").inputs["policy"])
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {f"arn:aws:s3:::{PREFIX}-mlflow-artifacts", f"arn:aws:s3:::{PREFIX}-mlflow-artifacts/*"}
+    for statement in policy["Statement"]:
+        assert "*" not in statement["Resource"]
+        assert not any(action in ("s3:*", "*") for action in statement["Action"])
+
+
+def test_access_key_reaches_mlflow_only_through_its_secret(prod):
+    key = prod.find(type="aws:iam/accessKey:AccessKey")
+    data = secret_data(prod, "mlops-mlflow", "mlflow-s3-credentials")
+    assert data["AWS_ACCESS_KEY_ID"] == key.urn.rsplit("::", 1)[-1] + "-id"
+    assert data["AWS_SECRET_ACCESS_KEY"]
+    env = env_of(container(prod.find(kind="Deployment", name="mlflow").manifest(), "mlflow"))
+    assert env["AWS_SECRET_ACCESS_KEY"] == ("secret", "mlflow-s3-credentials", "AWS_SECRET_ACCESS_KEY")
+
+
+def test_aws_resources_use_the_explicit_provider_for_the_configured_region(prod):
+    provider = prod.find(type="pulumi:providers:aws")
+    assert provider.inputs["region"] == "eu-central-1"
+    for resource in prod.resources:
+        if resource.type.startswith("aws:"):
+            assert resource.provider.startswith(provider.urn + "::"), resource.name
+
+
+def test_s3_clients_get_the_regional_endpoint_and_aws_checksums(prod):
+    env = env_of(container(prod.find(kind="Deployment", name="mlflow").manifest(), "mlflow"))
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "https://s3.eu-central-1.amazonaws.com"
+    assert env["AWS_DEFAULT_REGION"] == "eu-central-1"
+    assert "AWS_REQUEST_CHECKSUM_CALCULATION" not in env
+
+
+def test_r2_buckets_are_protected_and_carry_only_what_r2_supports(r2):
+    buckets = r2.find_all(type="cloudflare:index/r2Bucket:R2Bucket")
+    assert sorted(b.inputs["name"] for b in buckets) == sorted(f"{PREFIX}-{b}" for b in SEED)
+    assert all(b.protect and b.retain_on_delete and b.inputs["accountId"] == ACCOUNT for b in buckets)
+    assert not [r for r in r2.resources if r.type.startswith("aws:")]
+
+
+def test_r2_lifecycle_aborts_uploads_and_expires_backups(r2):
+    rules = {r["id"]: r for r in r2.find(name="objects-backups-lifecycle").inputs["rules"]}
+    assert rules["abort-incomplete-uploads"]["abortMultipartUploadsTransition"]["condition"] == {"type": "Age", "maxAge": 3 * 86400}
+    assert rules["expire-backups"]["deleteObjectsTransition"]["condition"] == {"type": "Age", "maxAge": 14 * 86400}
+    assert "expire-backups" not in {r["id"] for r in r2.find(name="objects-mlflow-artifacts-lifecycle").inputs["rules"]}
+
+
+def test_r2_clients_get_the_account_endpoint_region_auto_and_checksum_workaround(r2):
+    env = env_of(container(r2.find(kind="Deployment", name="mlflow").manifest(), "mlflow"))
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == f"https://{ACCOUNT}.r2.cloudflarestorage.com"
+    assert env["AWS_DEFAULT_REGION"] == "auto"
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+    assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
+    assert secret_data(r2, "mlops-mlflow", "mlflow-s3-credentials") == {
+        "AWS_ACCESS_KEY_ID": "r2-token-id", "AWS_SECRET_ACCESS_KEY": "r2-secret-sha256",
+    }
+
+
+def test_cloudflare_provider_is_explicit_with_the_secret_token(r2):
+    provider = r2.find(type="pulumi:providers:cloudflare")
+    assert is_secret(provider.inputs["apiToken"]) and unwrap_secrets(provider.inputs["apiToken"]) == "cf-api-token"
+    for bucket in r2.find_all(type="cloudflare:index/r2Bucket:R2Bucket"):
+        assert bucket.provider.startswith(provider.urn + "::")
+
+
+def test_r2_without_its_secrets_stops_with_the_commands_to_run():
+    with pytest.raises(ConfigError) as caught:
+        render_stack("prod", overrides={"mlops-platform:objectStore": R2_STORE})
+    message = str(caught.value)
+    for key in R2_SECRETS:
+        assert f"pulumi config set --secret {key} <value>" in message
