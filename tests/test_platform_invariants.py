@@ -25,18 +25,22 @@ def test_dev_stays_destroyable(dev):
 
 
 def generated_secrets(rendering) -> list[str]:
-    """Values of every generated password in the stack (the mocks make them deterministic)."""
+    """Values of every generated password and cloud access key in the stack (the mocks make them deterministic)."""
     from tools.render import mock_password
 
-    return [
+    passwords = [
         mock_password(r.name, int(r.inputs["length"]), bool(r.inputs.get("special", True)))
         for r in rendering.find_all(type="random:index/randomPassword:RandomPassword")
     ]
+    access_keys = [mock_password(r.name, 40, special=True) for r in rendering.find_all(type="aws:iam/accessKey:AccessKey")]
+    return passwords + access_keys
 
 
 def test_generated_secrets_appear_only_inside_secret_objects(rendering):
     secrets = generated_secrets(rendering)
     assert len(secrets) >= 6
+    if rendering.stack == "prod":
+        assert any(r.type == "aws:iam/accessKey:AccessKey" for r in rendering.resources)
     in_secrets = ""
     for resource in rendering.kubernetes_objects():
         text = json.dumps(resource.manifest(redact=False))
