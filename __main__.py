@@ -2,7 +2,9 @@
 
 import pulumi
 
+from components.backups import Backups, BackupsArgs, BackupTarget, ObjectMirror, PostgresDumps, SqliteCopy
 from components.cluster import ClusterFoundation, ClusterFoundationArgs
+from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
 from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
 from components.config import MLFLOW_DATABASES, TEMPORAL_DATABASES, load_stack_config
 from components.mlflow_server import (
@@ -14,7 +16,7 @@ from components.mlflow_server import (
     SqliteBackend,
 )
 from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
-from components.postgres_cluster import Database, PostgresCluster, PostgresClusterArgs
+from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
 from components.providers import cloud_providers, kubernetes_provider
 from components.redis import Redis, RedisArgs
 from components.temporal_stack import ChartEngine, DevEngine, SqlStore, TemporalStack, TemporalStackArgs
@@ -36,6 +38,15 @@ foundation = ClusterFoundation(
 )
 namespaces = foundation.namespaces
 
+# Each workload that talks to the object store gets its own credentials, scoped to the buckets it needs.
+mirror_objects = cloud.engine != "s3"  # S3 versioning and lifecycle already undo deletes; MinIO and R2 have neither
+sqlite_backup = config.mlflow.engine == "sqlite"
+consumers = (
+    BucketConsumer("mlflow", namespaces["mlflow"], (config.mlflow.artifact_bucket,)),
+    BucketConsumer("postgres-backup", namespaces["data"], ("backups",)),
+    *([BucketConsumer("mlflow-backup", namespaces["mlflow"], ("backups",))] if sqlite_backup else []),
+    *([BucketConsumer("object-mirror", namespaces["data"], cloud.buckets)] if mirror_objects else []),
+)
 store = ObjectStore(
     "objects",
     ObjectStoreArgs(
@@ -43,7 +54,7 @@ store = ObjectStore(
         namespace=namespaces.get("storage"),
         buckets=config.object_store.buckets,
         region=config.object_store.region,
-        consumers=(BucketConsumer("mlflow", namespaces["mlflow"], (config.mlflow.artifact_bucket,)),),
+        consumers=consumers,
         minio=MinioSettings(
             size=cloud.size,
             storage_class=foundation.storage_class,
@@ -73,6 +84,25 @@ store = ObjectStore(
 operator = CnpgOperator("cnpg", CnpgOperatorArgs(namespace=namespaces["cnpg"]), opts=platform)
 
 temporal_on_postgres = config.temporal.engine == "chart"
+continuous_backup = None
+if config.backups.continuous:
+    plugin = CnpgBackupPlugin(
+        "cnpg-backup",
+        CnpgBackupPluginArgs(operator_namespace=namespaces["cnpg"], cert_manager_namespace=namespaces["cert-manager"], operator=operator.ready),
+        opts=platform,
+    )
+    recovery = config.postgres.recovery
+    continuous_backup = ContinuousBackup(
+        plugin=plugin.ready,
+        destination=pulumi.Output.concat("s3://", store.bucket_names["backups"], "/cnpg"),
+        endpoint=store.endpoint,
+        credentials_secret=store.credentials_secrets["postgres-backup"],
+        retention=config.backups.continuous_retention,
+        schedule=config.backups.base_backup_schedule,
+        s3_compatible=cloud.engine != "s3",
+        recover_from=recovery.source_cluster if recovery else None,
+        recovery_target_time=recovery.target_time if recovery else "",
+    )
 
 
 def consumer_namespaces(database: str) -> tuple:
@@ -95,6 +125,7 @@ postgres = PostgresCluster(
         resources=config.postgres.resources,
         databases=tuple(Database(db, consumer_namespaces(db)) for db in config.databases),
         node_port=ports.get("postgres"),
+        continuous_backup=continuous_backup,
         protect=config.protect_state,
     ),
     opts=platform,
@@ -175,6 +206,43 @@ temporal = TemporalStack(
     opts=platform,
 )
 
+target = BackupTarget(
+    bucket=store.bucket_names["backups"],
+    engine=cloud.engine,
+    endpoint=store.endpoint,
+    region=store.region,
+    retention_days=config.backups.retention_days,
+)
+backups = Backups(
+    "backups",
+    BackupsArgs(
+        target=target,
+        postgres=PostgresDumps(
+            namespace=namespaces["data"],
+            database_secrets=postgres.database_secrets,
+            credentials_secret=store.credentials_secrets["postgres-backup"],
+            schedule=config.backups.logical_schedule,
+        ),
+        sqlite=SqliteCopy(
+            namespace=namespaces["mlflow"],
+            claim_name="mlflow-data",
+            credentials_secret=store.credentials_secrets["mlflow-backup"],
+            schedule=config.backups.sqlite_schedule,
+        )
+        if sqlite_backup
+        else None,
+        mirror=ObjectMirror(
+            namespace=namespaces["data"],
+            buckets={b: name for b, name in store.bucket_names.items() if b != "backups"},
+            credentials_secret=store.credentials_secrets["object-mirror"],
+            schedule=config.backups.mirror_schedule,
+        )
+        if mirror_objects
+        else None,
+    ),
+    opts=platform,
+)
+
 pulumi.export("namespaces", namespaces)
 pulumi.export("mlflow_url", mlflow.url)
 if mlflow.auth_secret is not None:
@@ -192,6 +260,7 @@ pulumi.export("postgres_secrets", postgres.database_secrets)
 pulumi.export("redis_url_secret", redis.secret_name)
 pulumi.export("temporal_address", temporal.frontend_address)
 pulumi.export("temporal_ui_url", temporal.ui_url)
+pulumi.export("backup_cron_jobs", backups.cron_jobs)
 if cloud.engine == "minio":
     pulumi.export(
         "minio_credentials_command",

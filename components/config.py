@@ -45,6 +45,11 @@ _AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
+_CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
+_CRON5 = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+_CRON6 = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{5}}$")
+_BARMAN_RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
 class ConfigError(pulumi.RunError):
@@ -179,6 +184,8 @@ _DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
 """Databases the Temporal chart engine needs on the PostgresCluster (added automatically)."""
+EXPIRING_BACKUP_PREFIXES = ("postgres/", "mlflow-sqlite/", "mirror-deleted/")
+"""Prefixes of the backups bucket whose objects expire after the retention; the live mirror (`mirror/`) does not."""
 MLFLOW_DATABASES = ("mlflow", "mlflow_auth")
 """Databases the MLflow postgres engine needs: tracking data, and the basic-auth app's users (added automatically)."""
 
@@ -197,6 +204,8 @@ class PostgresConfig:
         default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
     )
     """Requests and limits of each PostgreSQL instance."""
+    recovery: RecoveryConfig | None = None
+    """Recover from continuous backups at creation (None: a new, empty cluster)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +239,36 @@ class TemporalConfig:
 
 
 @dataclass(frozen=True)
+class RecoveryConfig:
+    """Bootstrap the PostgresCluster from its continuous backups instead of an empty initdb."""
+
+    source_cluster: str = "postgres"
+    """Name the backed-up cluster had (its server name in the object store)."""
+    target_time: str = ""
+    """Point in time to recover to (RFC 3339, e.g. 2026-11-22T10:00:00Z); empty: the latest WAL."""
+
+
+@dataclass(frozen=True)
+class BackupsConfig:
+    """Schedules and retention of every backup the platform takes."""
+
+    logical_schedule: str = "0 2 * * *"
+    """Cron (5 fields, UTC) of the pg_dump of every database."""
+    sqlite_schedule: str = "15 * * * *"
+    """Cron of MLflow's SQLite copy (sqlite engine)."""
+    mirror_schedule: str = "30 3 * * *"
+    """Cron of the object-store mirror (rclone sync of every data bucket)."""
+    retention_days: int = 7
+    """Days dumps and copies are kept: by bucket lifecycle on s3/r2, by a prune step on minio."""
+    continuous: bool = False
+    """PostgreSQL WAL archiving + base backups with the barman-cloud plugin (needs cert-manager): RPO of minutes."""
+    continuous_retention: str = "30d"
+    """Retention of base backups and WAL (barman form: 30d, 4w, 6m)."""
+    base_backup_schedule: str = "0 0 3 * * *"
+    """CloudNativePG ScheduledBackup cron: 6 fields, starting with seconds."""
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything a stack needs, validated."""
 
@@ -253,6 +292,8 @@ class StackConfig:
     """The Valkey server."""
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     """Temporal."""
+    backups: BackupsConfig = field(default_factory=BackupsConfig)
+    """Backups."""
     node_ports: Mapping[str, int] = field(default_factory=dict)
     """Host-reachable NodePorts by service role; empty means ClusterIP Services only."""
 
@@ -270,7 +311,9 @@ class StackConfig:
     @property
     def namespace_roles(self) -> tuple[str, ...]:
         """The platform's parts that get a namespace; `storage` only when the object store runs in the cluster."""
-        return (("storage",) if self.object_store.engine == "minio" else ()) + ("mlflow", "data", "temporal", "cnpg")
+        in_cluster_objects = ("storage",) if self.object_store.engine == "minio" else ()
+        cert_manager = ("cert-manager",) if self.backups.continuous else ()
+        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -285,7 +328,7 @@ SECRET_KEYS: Mapping[str, str] = {
 }
 """Secret settings (`pulumi config set --secret`); only their presence is checked here, values are read as secrets."""
 """Scalar settings; each is declared with a type, default and description in Pulumi.yaml."""
-BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "nodePorts")
+BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "nodePorts")
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
 NODE_PORT_ROLES = ("minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi")
 """Services that can be given a NodePort (the seed port map: 30900, 30901, 30500, 30543, 30679, 30700, 30233)."""
@@ -556,9 +599,42 @@ def _postgres(top: _Reader) -> PostgresConfig:
         size=p.get("size", d.size, p.check.quantity),
         databases=p.get("databases", d.databases, p.check.database_names),
         resources=_resources(p, d.resources),
+        recovery=_recovery(p),
     )
     p.finish()
     return postgres
+
+
+def _recovery(parent: _Reader) -> RecoveryConfig | None:
+    parent.used.add("recovery")
+    if "recovery" not in parent.raw:
+        return None
+    r, d = parent.block("recovery"), RecoveryConfig()
+    recovery = RecoveryConfig(
+        source_cluster=r.get("sourceCluster", d.source_cluster, r.check.dns_label),
+        target_time=r.get("targetTime", d.target_time, r.check.matching(_RFC3339, "expected an RFC 3339 time such as 2026-11-22T10:00:00Z")),
+    )
+    r.finish()
+    return recovery
+
+
+def _backups(top: _Reader, postgres: PostgresConfig) -> BackupsConfig:
+    b, d = top.block("backups"), BackupsConfig()
+    cron5 = b.check.matching(_CRON5, "expected a 5-field cron schedule such as '0 2 * * *' (minute hour day month weekday, UTC)")
+    backups = BackupsConfig(
+        logical_schedule=b.get("logicalSchedule", d.logical_schedule, cron5),
+        sqlite_schedule=b.get("sqliteSchedule", d.sqlite_schedule, cron5),
+        mirror_schedule=b.get("mirrorSchedule", d.mirror_schedule, cron5),
+        retention_days=b.get("retentionDays", d.retention_days, b.check.integer(1, 3650)),
+        continuous=b.get("continuous", d.continuous, b.check.boolean),
+        continuous_retention=b.get("continuousRetention", d.continuous_retention, b.check.matching(_BARMAN_RETENTION, "expected a number and d, w or m, such as 30d")),
+        base_backup_schedule=b.get("baseBackupSchedule", d.base_backup_schedule, b.check.matching(
+            _CRON6, "expected a 6-field cron schedule starting with seconds, such as '0 0 3 * * *' (CloudNativePG ScheduledBackup)")),
+    )
+    b.finish()
+    if postgres.recovery is not None and not backups.continuous:
+        b.problems.add("postgres.recovery", {}, "recovery reads the continuous backups: set backups.continuous: true")
+    return backups
 
 
 def _redis(top: _Reader) -> RedisConfig:
@@ -615,6 +691,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozense
     postgres = _postgres(top)
     redis = _redis(top)
     temporal = _temporal(top)
+    backups = _backups(top, postgres)
     node_ports = _node_ports(top)
     _secrets(top, object_store)
     top.finish()
@@ -634,6 +711,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozense
         postgres=postgres,
         redis=redis,
         temporal=temporal,
+        backups=backups,
         node_ports=node_ports,
     )
 

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import ResourceSpec, RetentionConfig
+from components.config import EXPIRING_BACKUP_PREFIXES, ResourceSpec, RetentionConfig
 from components.versions import IMAGES
 
 S3_PORT = 9000
@@ -500,7 +500,15 @@ def s3_lifecycle_rules(retention: RetentionConfig, is_backups: bool) -> list[dic
         },
     ]
     if is_backups:
-        rules.append({"id": "expire-backups", "status": "Enabled", "filter": {}, "expiration": {"days": retention.backups_days}})
+        rules += [
+            {
+                "id": f"expire-{prefix.rstrip('/')}",
+                "status": "Enabled",
+                "filter": {"prefix": prefix},
+                "expiration": {"days": retention.backups_days},
+            }
+            for prefix in EXPIRING_BACKUP_PREFIXES
+        ]
     return rules
 
 
@@ -547,12 +555,13 @@ def r2_lifecycle_rules(retention: RetentionConfig, is_backups: bool) -> list[dic
         }
     ]
     if is_backups:
-        rules.append(
+        rules += [
             {
-                "id": "expire-backups",
+                "id": f"expire-{prefix.rstrip('/')}",
                 "enabled": True,
-                "conditions": {"prefix": ""},
+                "conditions": {"prefix": prefix},
                 "delete_objects_transition": {"condition": {"type": "Age", "max_age": retention.backups_days * day}},
             }
-        )
+            for prefix in EXPIRING_BACKUP_PREFIXES
+        ]
     return rules

@@ -15,6 +15,7 @@ from components.config import ResourceSpec
 from components.versions import IMAGES
 
 PORT = 5432
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 METRICS_PORT_NAME = "metrics"  # CloudNativePG's exporter, port 9187
 PASSWORD_SPECIALS = "!#%&*()-_=+[]{}<>:?@/~"
 """Password punctuation: URI-reserved characters included on purpose; every URI we build percent-encodes them."""
@@ -28,6 +29,30 @@ class Database:
     """Database and owner role name."""
     consumer_namespaces: tuple[pulumi.Input[str], ...] = ()
     """Namespaces (besides the cluster's) whose pods need the credentials Secret."""
+
+
+@dataclass(frozen=True)
+class ContinuousBackup:
+    """WAL archiving and base backups to object storage with the barman-cloud plugin."""
+
+    plugin: pulumi.Resource
+    """The plugin release; its CRDs must exist first."""
+    destination: pulumi.Input[str]
+    """s3://<backups bucket>/<prefix>"""
+    endpoint: pulumi.Input[str]
+    """S3 endpoint URL."""
+    credentials_secret: pulumi.Input[str]
+    """Secret in the cluster's namespace with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+    retention: str
+    """Barman retention policy (30d, 4w, 6m)."""
+    schedule: str
+    """ScheduledBackup cron, 6 fields starting with seconds."""
+    s3_compatible: bool
+    """Not AWS (MinIO, R2): boto3's default checksums must be relaxed."""
+    recover_from: str | None = None
+    """Bootstrap by recovering this cluster's backups (its server name), instead of an empty initdb."""
+    recovery_target_time: str = ""
+    """With `recover_from`: the point in time to stop at (RFC 3339); empty for the end of the archive."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,8 @@ class PostgresClusterArgs:
     """Application databases; the first one is created at bootstrap."""
     node_port: int | None = None
     """Host NodePort for the read-write endpoint (dev), or None."""
+    continuous_backup: ContinuousBackup | None = None
+    """WAL archiving + scheduled base backups (RPO of minutes), or None for logical dumps only."""
     metrics_after: Sequence[pulumi.Resource] | None = None
     """Resources that install the Prometheus CRDs; when given, a PodMonitor is created after them."""
     protect: bool = False
@@ -85,7 +112,11 @@ class PostgresCluster(pulumi.ComponentResource):
         self.database_secrets = {db: secret.metadata.name for db, secret in owner_secrets.items()}
         self.connection_uris = {db: uri for db, (_, uri) in credentials.items()}
 
-        after_operator = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[args.operator]))
+        backup = args.continuous_backup
+        prerequisites = [args.operator]
+        if backup:
+            prerequisites += [backup.plugin, _barman_object_store(name, args, backup, child)]
+        after_operator = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=prerequisites))
         postgres = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version="postgresql.cnpg.io/v1",
@@ -111,6 +142,23 @@ class PostgresCluster(pulumi.ComponentResource):
                     "databaseReclaimPolicy": "retain",
                 },
                 opts=kube.stateful(pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[postgres])), args.protect),
+            )
+        if backup:
+            k8s.apiextensions.CustomResource(
+                f"{name}-scheduled-backup",
+                api_version="postgresql.cnpg.io/v1",
+                kind="ScheduledBackup",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{cluster}-daily", namespace=args.namespace, labels=kube.labels("postgres", "backup")),
+                spec={
+                    "cluster": {"name": cluster},
+                    # Six fields: CloudNativePG's cron starts with seconds.
+                    "schedule": backup.schedule,
+                    "method": "plugin",
+                    "pluginConfiguration": {"name": BARMAN_PLUGIN},
+                    "immediate": True,
+                    "backupOwnerReference": "self",
+                },
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[postgres])),
             )
         if args.metrics_after is not None:
             k8s.apiextensions.CustomResource(
@@ -183,8 +231,75 @@ def connection_fields(cluster: str, namespace: str, database: str, password: str
     }
 
 
-def _cluster_spec(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v1.Secret]) -> dict:
+def backup_object_store_name(cluster: str) -> str:
+    return f"{cluster}-backups"
+
+
+def _barman_object_store(name: str, args: PostgresClusterArgs, backup: ContinuousBackup, child: pulumi.ResourceOptions):
+    """Where WAL and base backups go; the sidecar in each instance uploads with these credentials."""
+    credential = {"name": backup.credentials_secret}
+    sidecar: dict = {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}}
+    if backup.s3_compatible:
+        # boto3 >= 1.36 sends checksums S3-compatible stores reject (PLATFORM-NOTES); relax them for barman too.
+        sidecar["env"] = [
+            {"name": "AWS_REQUEST_CHECKSUM_CALCULATION", "value": "when_required"},
+            {"name": "AWS_RESPONSE_CHECKSUM_VALIDATION", "value": "when_required"},
+        ]
+    return k8s.apiextensions.CustomResource(
+        f"{name}-backup-store",
+        api_version="barmancloud.cnpg.io/v1",
+        kind="ObjectStore",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=backup_object_store_name(args.cluster_name), namespace=args.namespace, labels=kube.labels("postgres", "backup")
+        ),
+        spec={
+            "configuration": {
+                "destinationPath": backup.destination,
+                "endpointURL": backup.endpoint,
+                "s3Credentials": {
+                    "accessKeyId": {**credential, "key": "AWS_ACCESS_KEY_ID"},
+                    "secretAccessKey": {**credential, "key": "AWS_SECRET_ACCESS_KEY"},
+                },
+                "wal": {"compression": "gzip", "maxParallel": 4},
+                "data": {"compression": "gzip", "jobs": 2},
+            },
+            "retentionPolicy": backup.retention,
+            "instanceSidecarConfiguration": sidecar,
+        },
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[backup.plugin])),
+    )
+
+
+def _bootstrap(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v1.Secret]) -> dict:
     first = args.databases[0].name
+    backup = args.continuous_backup
+    if backup and backup.recover_from:
+        target = {"targetTime": backup.recovery_target_time} if backup.recovery_target_time else None
+        return {"recovery": {"source": "origin", **({"recoveryTarget": target} if target else {})}}
+    return {"initdb": {"database": first, "owner": first, "secret": {"name": owner_secrets[first].metadata.name}}}
+
+
+def _archive(args: PostgresClusterArgs) -> dict:
+    """The Cluster's side of continuous backup: the plugin as WAL archiver, and where to recover from."""
+    backup = args.continuous_backup
+    if backup is None:
+        return {}
+    store = backup_object_store_name(args.cluster_name)
+    # A recovered cluster must archive under a new server name: barman refuses to mix it with the old timeline.
+    server_name = f"{args.cluster_name}-recovered" if backup.recover_from else args.cluster_name
+    spec: dict = {
+        "plugins": [{"name": BARMAN_PLUGIN, "isWALArchiver": True, "parameters": {"barmanObjectName": store, "serverName": server_name}}],
+        # Switch WAL segments at least every 5 minutes, so a quiet database still archives: RPO <= 5 minutes.
+        "postgresql": {"parameters": {"archive_timeout": "5min"}},
+    }
+    if backup.recover_from:
+        spec["externalClusters"] = [
+            {"name": "origin", "plugin": {"name": BARMAN_PLUGIN, "parameters": {"barmanObjectName": store, "serverName": backup.recover_from}}}
+        ]
+    return spec
+
+
+def _cluster_spec(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v1.Secret]) -> dict:
     return {
         "instances": args.instances,
         "imageName": IMAGES["postgres"],
@@ -198,7 +313,8 @@ def _cluster_spec(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v
             # Replicas on one node share its fate; one instance (dev, Kind) needs no spreading.
             "podAntiAffinityType": "required" if args.instances > 1 else "preferred",
         },
-        "bootstrap": {"initdb": {"database": first, "owner": first, "secret": {"name": owner_secrets[first].metadata.name}}},
+        "bootstrap": _bootstrap(args, owner_secrets),
+        **_archive(args),
         "managed": {
             "roles": [
                 {

@@ -25,6 +25,8 @@ IMAGES = {
     "temporal-server": "temporalio/server:1.31.2",
     "temporal-admin-tools": "temporalio/admin-tools:1.31.2",
     "temporal-ui": "temporalio/ui:2.52.0",
+    # Backups: uploads, prunes and mirrors; the drills run Debian's rclone with the same flags.
+    "rclone": "rclone/rclone:1.75.0",
 }
 """Container images by role, each pinned to an immutable release tag."""
 
@@ -42,5 +44,9 @@ CHARTS = {
     "cloudnative-pg": Chart("cloudnative-pg", "0.29.0", "https://cloudnative-pg.github.io/charts"),
     # Temporal's chart installs no database; it runs its schema job as a Helm hook.
     "temporal": Chart("temporal", "1.6.0", "https://go.temporal.io/helm-charts"),
+    # Continuous PostgreSQL backups: the barman-cloud plugin (replacing CNPG's deprecated in-tree barmanObjectStore)
+    # and cert-manager, which issues the plugin's TLS certificates.
+    "plugin-barman-cloud": Chart("plugin-barman-cloud", "0.7.0", "https://cloudnative-pg.github.io/charts"),
+    "cert-manager": Chart("cert-manager", "v1.21.1", "https://charts.jetstack.io"),
 }
 """Helm charts by name, pinned; ../shared/reference/charts/<name>/<version> holds their values and CRDs."""

@@ -9,8 +9,8 @@ from tools.render import ROOT
 
 def test_each_platform_part_gets_a_restricted_namespace(rendering):
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
-    in_cluster_objects = {"mlops-storage"} if rendering.stack == "dev" else set()
-    assert set(namespaces) == {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg"} | in_cluster_objects
+    per_stack = {"dev": {"mlops-storage"}, "prod": {"mlops-cert-manager"}}[rendering.stack]
+    assert set(namespaces) == {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg"} | per_stack
     for labels in namespaces.values():
         for mode in ("enforce", "audit", "warn"):
             assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
@@ -71,7 +71,8 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:postgres_cluster:PostgresCluster",
         "mlops:redis:Redis",
         "mlops:temporal_stack:TemporalStack",
-    }
+        "mlops:backups:Backups",
+    } | ({"mlops:cnpg_backup_plugin:CnpgBackupPlugin"} if rendering.stack == "prod" else set())
     for resource in rendering.resources:
         if resource.type.startswith(("mlops:", "pulumi:providers:")):
             continue

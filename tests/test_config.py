@@ -80,7 +80,7 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             "mlops-platform:mlflow.replicas = 2: the sqlite engine runs exactly 1 replica",
         ),
         ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, ingress, replicas'),
-        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: cloudflareApiToken, kubeContext, mlflow"),
+        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: backups, cloudflareApiToken, kubeContext, mlflow"),
         ({"objectStore": {"engine": "s3"}}, "mlops-platform:objectStore.bucketPrefix = null: required with engine s3"),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "region": "Frankfurt"}}, 'mlops-platform:objectStore.region = "Frankfurt": expected an AWS region'),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "kmsKeyArn": "my-key"}}, 'mlops-platform:objectStore.kmsKeyArn = "my-key": expected a KMS key or alias ARN'),

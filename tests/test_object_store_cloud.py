@@ -77,23 +77,27 @@ def test_lifecycle_expires_old_versions_uploads_and_only_backups(prod):
     artifacts = lifecycle(prod, "mlflow-artifacts")
     assert artifacts["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
     assert artifacts["expire-old-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
-    assert "expire-backups" not in artifacts
-    assert lifecycle(prod, "backups")["expire-backups"]["expiration"] == {"days": 30}
+    assert not [rule for rule in artifacts if rule.startswith("expire-") and rule != "expire-old-versions"]
+    backups = lifecycle(prod, "backups")
+    for prefix in ("postgres", "mlflow-sqlite", "mirror-deleted"):
+        assert backups[f"expire-{prefix}"]["expiration"] == {"days": 30}
+        assert backups[f"expire-{prefix}"]["filter"] == {"prefix": f"{prefix}/"}
+    assert "expire-mirror" not in backups, "the live mirror must not expire"
 
 
 def test_sse_kms_when_a_key_is_configured(kms):
     rule = by_suffix(kms, "encryption", "backups").inputs["rules"][0]
     assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": "arn:aws:kms:eu-central-1:123456789012:key/abcd"}
     assert rule["bucketKeyEnabled"] is True
-    policy = json.loads(kms.find(type="aws:iam/userPolicy:UserPolicy").inputs["policy"])
+    policy = json.loads(kms.find(type="aws:iam/userPolicy:UserPolicy", name="objects-mlflow-policy").inputs["policy"])
     kms_statement = next(s for s in policy["Statement"] if s["Action"][0].startswith("kms:"))
     assert kms_statement["Resource"] == ["arn:aws:kms:eu-central-1:123456789012:key/abcd"]
 
 
 def test_mlflow_user_is_scoped_to_the_artifact_bucket_only(prod):
-    user = prod.find(type="aws:iam/user:User")
+    user = prod.find(type="aws:iam/user:User", name="objects-mlflow-user")
     assert user.inputs["name"] == f"{PREFIX}-mlflow"
-    policy = json.loads(prod.find(type="aws:iam/userPolicy:UserPolicy").inputs["policy"])
+    policy = json.loads(prod.find(type="aws:iam/userPolicy:UserPolicy", name="objects-mlflow-policy").inputs["policy"])
     resources = {r for s in policy["Statement"] for r in s["Resource"]}
     assert resources == {f"arn:aws:s3:::{PREFIX}-mlflow-artifacts", f"arn:aws:s3:::{PREFIX}-mlflow-artifacts/*"}
     for statement in policy["Statement"]:
@@ -102,12 +106,18 @@ def test_mlflow_user_is_scoped_to_the_artifact_bucket_only(prod):
 
 
 def test_access_key_reaches_mlflow_only_through_its_secret(prod):
-    key = prod.find(type="aws:iam/accessKey:AccessKey")
+    key = prod.find(type="aws:iam/accessKey:AccessKey", name="objects-mlflow-access-key")
     data = secret_data(prod, "mlops-mlflow", "mlflow-s3-credentials")
     assert data["AWS_ACCESS_KEY_ID"] == key.urn.rsplit("::", 1)[-1] + "-id"
     assert data["AWS_SECRET_ACCESS_KEY"]
     env = env_of(container(prod.find(kind="Deployment", name="mlflow").manifest(), "mlflow"))
     assert env["AWS_SECRET_ACCESS_KEY"] == ("secret", "mlflow-s3-credentials", "AWS_SECRET_ACCESS_KEY")
+
+
+def test_backup_user_may_only_write_the_backups_bucket(prod):
+    policy = json.loads(prod.find(type="aws:iam/userPolicy:UserPolicy", name="objects-postgres-backup-policy").inputs["policy"])
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {f"arn:aws:s3:::{PREFIX}-backups", f"arn:aws:s3:::{PREFIX}-backups/*"}
 
 
 def test_aws_resources_use_the_explicit_provider_for_the_configured_region(prod):
@@ -135,8 +145,9 @@ def test_r2_buckets_are_protected_and_carry_only_what_r2_supports(r2):
 def test_r2_lifecycle_aborts_uploads_and_expires_backups(r2):
     rules = {r["id"]: r for r in r2.find(name="objects-backups-lifecycle").inputs["rules"]}
     assert rules["abort-incomplete-uploads"]["abortMultipartUploadsTransition"]["condition"] == {"type": "Age", "maxAge": 3 * 86400}
-    assert rules["expire-backups"]["deleteObjectsTransition"]["condition"] == {"type": "Age", "maxAge": 14 * 86400}
-    assert "expire-backups" not in {r["id"] for r in r2.find(name="objects-mlflow-artifacts-lifecycle").inputs["rules"]}
+    assert rules["expire-postgres"]["deleteObjectsTransition"]["condition"] == {"type": "Age", "maxAge": 14 * 86400}
+    assert rules["expire-postgres"]["conditions"] == {"prefix": "postgres/"}
+    assert "expire-postgres" not in {r["id"] for r in r2.find(name="objects-mlflow-artifacts-lifecycle").inputs["rules"]}
 
 
 def test_r2_clients_get_the_account_endpoint_region_auto_and_checksum_workaround(r2):

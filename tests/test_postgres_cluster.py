@@ -98,7 +98,7 @@ def test_temporal_credentials_are_copied_into_temporals_namespace_in_prod(prod, 
 
 
 def test_cluster_is_declared_after_the_operator_and_databases_after_the_cluster(rendering):
-    operator = rendering.find(type="kubernetes:helm.sh/v4:Chart")
+    operator = rendering.find(type="kubernetes:helm.sh/v4:Chart", name="cnpg-chart")
     cluster = rendering.find(kind="Cluster")
     assert operator.urn in cluster.dependencies
     for database in rendering.find_all(kind="Database"):
@@ -152,7 +152,7 @@ def test_pod_monitor_scrapes_the_metrics_port_once_prometheus_crds_exist():
 
 
 def test_operator_chart_is_pinned_with_its_crds(rendering):
-    chart = rendering.find(type="kubernetes:helm.sh/v4:Chart").inputs
+    chart = rendering.find(type="kubernetes:helm.sh/v4:Chart", name="cnpg-chart").inputs
     assert chart["chart"] == "cloudnative-pg"
     assert chart["version"] == CHARTS["cloudnative-pg"].version == "0.29.0"
     assert chart["repositoryOpts"]["repo"] == "https://cloudnative-pg.github.io/charts"
@@ -162,6 +162,6 @@ def test_operator_chart_is_pinned_with_its_crds(rendering):
 
 @pytest.mark.skipif(reference_dir() is None, reason="../shared/reference (upstream chart values) is not beside this checkout")
 def test_every_operator_value_exists_in_the_pinned_chart(dev):
-    values = dev.find(type="kubernetes:helm.sh/v4:Chart").inputs["values"]
+    values = dev.find(type="kubernetes:helm.sh/v4:Chart", name="cnpg-chart").inputs["values"]
     assert unknown_values_keys(values, chart_values("cloudnative-pg", "0.29.0")) == []
     assert unknown_values_keys({"crd": {"create": True}}, chart_values("cloudnative-pg", "0.29.0")) == ["crd"]

@@ -1,0 +1,62 @@
+"""CloudNativePG's barman-cloud plugin (continuous WAL archiving and base backups) and cert-manager, which it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.versions import CHARTS
+
+
+@dataclass(frozen=True)
+class CnpgBackupPluginArgs:
+    """Where the plugin and cert-manager run."""
+
+    operator_namespace: pulumi.Input[str]
+    """The CloudNativePG operator's namespace: the plugin must run beside it."""
+    cert_manager_namespace: pulumi.Input[str]
+    """Namespace of cert-manager."""
+    operator: pulumi.Resource
+    """The operator release (its CRDs come first)."""
+
+
+class CnpgBackupPlugin(pulumi.ComponentResource):
+    """cert-manager, then the barman-cloud plugin; clusters that archive must depend on `ready`."""
+
+    ready: pulumi.Resource
+    """The plugin release."""
+
+    def __init__(self, name: str, args: CnpgBackupPluginArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:cnpg_backup_plugin:CnpgBackupPlugin", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cert_manager = _chart(
+            f"{name}-cert-manager",
+            "cert-manager",
+            args.cert_manager_namespace,
+            {"crds": {"enabled": True, "keep": True}},
+            child,
+        )
+        # The plugin's chart asks cert-manager for its TLS certificates, so cert-manager's CRDs and webhook come first.
+        self.ready = _chart(
+            f"{name}-barman-cloud",
+            "plugin-barman-cloud",
+            args.operator_namespace,
+            {"crds": {"create": True}},
+            pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[cert_manager, args.operator])),
+        )
+        self.register_outputs({})
+
+
+def _chart(name: str, chart_name: str, namespace: pulumi.Input[str], values: dict, opts: pulumi.ResourceOptions) -> k8s.helm.v4.Chart:
+    chart = CHARTS[chart_name]
+    return k8s.helm.v4.Chart(
+        name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
+        namespace=namespace,
+        values=values,
+        opts=opts,
+    )
