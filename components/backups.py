@@ -180,9 +180,11 @@ if not source.exists():
 out = pathlib.Path("/backup/mlflow-sqlite")
 out.mkdir(parents=True, exist_ok=True)
 target = out / time.strftime("mlflow-%Y%m%dT%H%M%SZ.db", time.gmtime())
-# SQLite's online backup API: a consistent snapshot while the server keeps writing (a file copy could tear pages).
+# SQLite's online backup API, in one step: one read transaction, so a consistent snapshot that a concurrent writer
+# cannot make restart (a stepwise backup restarts on every write; a file copy could tear pages). Writers wait on
+# their busy timeout for the copy's duration.
 with sqlite3.connect(source, timeout=60) as src, sqlite3.connect(target) as dst:
-    src.backup(dst, pages=1024)
+    src.backup(dst)
     check = dst.execute("PRAGMA integrity_check").fetchone()[0]
 if check != "ok":
     sys.exit(f"integrity check of {target.name} failed: {check}")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real tools the tests run against the rendered manifests and scripts.
-DEBIAN_PACKAGES=(shellcheck postgresql redis-server openssl)
+DEBIAN_PACKAGES=(shellcheck postgresql redis-server openssl rclone sqlite3)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
