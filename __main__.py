@@ -225,7 +225,7 @@ backups = Backups(
         ),
         sqlite=SqliteCopy(
             namespace=namespaces["mlflow"],
-            claim_name="mlflow-data",
+            claim_name=mlflow.data_claim,
             credentials_secret=store.credentials_secrets["mlflow-backup"],
             schedule=config.backups.sqlite_schedule,
         )

@@ -128,6 +128,16 @@ def claim_volume(claim: k8s.core.v1.PersistentVolumeClaim, name: str = "data") -
     )
 
 
+def secret_file_volume(name: str, secret_name: pulumi.Input[str], key: str) -> k8s.core.v1.VolumeArgs:
+    """One key of a Secret as a file of the same name, readable by the pod's group only (fsGroup)."""
+    return k8s.core.v1.VolumeArgs(
+        name=name,
+        secret=k8s.core.v1.SecretVolumeSourceArgs(
+            secret_name=secret_name, items=[k8s.core.v1.KeyToPathArgs(key=key, path=key)], default_mode=0o440
+        ),
+    )
+
+
 def single_writer_deployment(
     name: str,
     *,

@@ -106,6 +106,8 @@ class MlflowServer(pulumi.ComponentResource):
     """Name of the server's Service."""
     auth_secret: pulumi.Output[str] | None
     """With authentication: Secret holding `admin-username` and `admin-password`."""
+    data_claim: pulumi.Output[str] | None
+    """With SQLite: the claim holding the database file (what a backup must mount)."""
 
     def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:mlflow_server:MlflowServer", name, None, opts)
@@ -121,6 +123,7 @@ class MlflowServer(pulumi.ComponentResource):
             opts=child,
         )
         self.auth_secret = None
+        self.data_claim = None
         if isinstance(args.backend, SqliteBackend):
             if args.replicas != 1:
                 raise ValueError("the sqlite backend has exactly one writer: replicas must be 1")
@@ -134,6 +137,7 @@ class MlflowServer(pulumi.ComponentResource):
                 protect=args.protect,
                 opts=child,
             )
+            self.data_claim = claim.metadata.name
             kube.single_writer_deployment(
                 f"{name}-server",
                 deployment_name="mlflow",
@@ -150,7 +154,9 @@ class MlflowServer(pulumi.ComponentResource):
             _ingress(name, args, args.ingress, child)
         self.service_name = service.metadata.name
         self.url = pulumi.Output.concat("http://", SERVICE_NAME, ".", args.namespace, f".svc.cluster.local:{PORT}")
-        self.register_outputs({"url": self.url, "service_name": self.service_name, "auth_secret": self.auth_secret})
+        self.register_outputs(
+            {"url": self.url, "service_name": self.service_name, "auth_secret": self.auth_secret, "data_claim": self.data_claim}
+        )
 
 
 @dataclass(frozen=True)
@@ -191,16 +197,7 @@ def _postgres_parts(backend: PostgresBackend, auth: k8s.core.v1.Secret | None) -
             kube.secret_env("MLFLOW_FLASK_SERVER_SECRET_KEY", auth.metadata.name, "flask-secret-key"),
             *kube.plain_env({"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_DIR}/{AUTH_FILE}"}),
         ]
-        volumes.append(
-            k8s.core.v1.VolumeArgs(
-                name="auth",
-                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                    secret_name=auth.metadata.name,
-                    items=[k8s.core.v1.KeyToPathArgs(key=AUTH_FILE, path=AUTH_FILE)],
-                    default_mode=0o440,
-                ),
-            )
-        )
+        volumes.append(kube.secret_file_volume("auth", auth.metadata.name, AUTH_FILE))
         mounts.append(k8s.core.v1.VolumeMountArgs(name="auth", mount_path=AUTH_DIR, read_only=True))
     return _BackendParts(
         flags=flags, env=env, volumes=volumes, mounts=mounts,

@@ -151,13 +151,6 @@ def _pod_spec(args: RedisArgs, secret: k8s.core.v1.Secret, claim: k8s.core.v1.Pe
         ],
         volumes=[
             kube.claim_volume(claim),
-            k8s.core.v1.VolumeArgs(
-                name="auth",
-                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                    secret_name=secret.metadata.name,
-                    items=[k8s.core.v1.KeyToPathArgs(key=AUTH_FILE, path=AUTH_FILE)],
-                    default_mode=0o440,
-                ),
-            ),
+            kube.secret_file_volume("auth", secret.metadata.name, AUTH_FILE),
         ],
     )
