@@ -83,3 +83,13 @@ def test_runs_and_artifacts_survive_pod_restarts(platform, tmp_path):
     assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.91}
     downloaded = client.download_artifacts(run.info.run_id, "weights.txt", str(tmp_path / "back"))
     assert Path(downloaded).read_text() == "layer1: 0.5\n"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "cron_job"),
+    [("mlops-data", "backup-postgres-logical"), ("mlops-mlflow", "backup-mlflow-sqlite"), ("mlops-data", "backup-objects-mirror")],
+)
+def test_a_backup_triggered_by_hand_succeeds(platform, namespace, cron_job):
+    job = f"{cron_job}-e2e-{uuid.uuid4().hex[:6]}"
+    kubectl("-n", namespace, "create", "job", f"--from=cronjob/{cron_job}", job)
+    kubectl("-n", namespace, "wait", "--for=condition=complete", f"job/{job}", "--timeout=900s", timeout=960)
