@@ -15,7 +15,9 @@ from components.mlflow_server import (
     PostgresBackend,
     SqliteBackend,
 )
+from components.monitoring import AlertTargets, PlatformMonitoring, PlatformMonitoringArgs
 from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
+from components.observability import LokiObjectStorage, ObservabilityStack, ObservabilityStackArgs
 from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
 from components.providers import cloud_providers, kubernetes_provider
 from components.redis import Redis, RedisArgs
@@ -33,10 +35,41 @@ foundation = ClusterFoundation(
         namespaces={role: config.namespace(role) for role in config.namespace_roles},
         storage=config.storage,
         protect=config.protect_state,
+        pod_security={
+            # Third-party chart pods (Grafana, Loki, Alloy, kube-state-metrics, the webhook certificate Job) are
+            # hardened through values, but their defaults move between chart versions and no cluster here can
+            # prove each meets restricted: baseline is enforced, restricted audited and warned about.
+            "observability": "baseline",
+            # node-exporter reads the host's network, PIDs and root filesystem; nothing else runs here.
+            "node-metrics": "privileged",
+        },
     ),
     opts=platform,
 )
 namespaces = foundation.namespaces
+observe = config.observability
+
+
+def observability_stack(loki_objects: LokiObjectStorage | None) -> ObservabilityStack:
+    return ObservabilityStack(
+        "observability",
+        ObservabilityStackArgs(
+            namespace=namespaces["observability"],
+            node_metrics_namespace=namespaces["node-metrics"],
+            config=observe,
+            storage_class=foundation.storage_class,
+            loki_objects=loki_objects,
+            receiver_url=secrets.require_secret("alertmanagerReceiverUrl") if observe.alerting.receiver != "none" else None,
+            node_ports={role: port for role, port in ports.items() if role in ("prometheus", "grafana", "loki")},
+            protect=config.protect_state,
+        ),
+        opts=platform,
+    )
+
+
+# With the in-cluster engine Loki keeps logs on its own claim, so observability comes first and MinIO is scraped;
+# with a cloud engine Loki needs the store's bucket and credentials, so it comes right after the store.
+observability = observability_stack(None) if observe.enabled and cloud.engine == "minio" else None
 
 # Each workload that talks to the object store gets its own credentials, scoped to the buckets it needs.
 mirror_objects = cloud.engine != "s3"  # S3 versioning and lifecycle already undo deletes; MinIO and R2 have neither
@@ -46,6 +79,7 @@ consumers = (
     BucketConsumer("postgres-backup", namespaces["data"], ("backups",)),
     *([BucketConsumer("mlflow-backup", namespaces["mlflow"], ("backups",))] if sqlite_backup else []),
     *([BucketConsumer("object-mirror", namespaces["data"], cloud.buckets)] if mirror_objects else []),
+    *([BucketConsumer("loki", namespaces["observability"], (observe.loki.bucket,))] if observe.enabled and cloud.engine != "minio" else []),
 )
 store = ObjectStore(
     "objects",
@@ -61,6 +95,7 @@ store = ObjectStore(
             resources=cloud.resources,
             api_node_port=ports.get("minioApi"),
             console_node_port=ports.get("minioConsole"),
+            metrics_after=observability.ready if observability else None,
         )
         if cloud.engine == "minio"
         else None,
@@ -80,6 +115,17 @@ store = ObjectStore(
     ),
     opts=platform,
 )
+
+if observe.enabled and observability is None:
+    observability = observability_stack(
+        LokiObjectStorage(
+            bucket=store.bucket_names[observe.loki.bucket],
+            endpoint=store.endpoint,
+            region=store.region,
+            credentials_secret=store.credentials_secrets["loki"],
+        )
+    )
+metrics_ready = observability.ready if observability else None
 
 operator = CnpgOperator("cnpg", CnpgOperatorArgs(namespace=namespaces["cnpg"]), opts=platform)
 
@@ -127,6 +173,7 @@ postgres = PostgresCluster(
         node_port=ports.get("postgres"),
         continuous_backup=continuous_backup,
         protect=config.protect_state,
+        metrics_after=[metrics_ready] if metrics_ready else None,
     ),
     opts=platform,
 )
@@ -160,6 +207,7 @@ mlflow = MlflowServer(
         if config.mlflow.ingress
         else None,
         protect=config.protect_state,
+        metrics_after=metrics_ready,
     ),
     opts=platform,
 )
@@ -202,6 +250,7 @@ temporal = TemporalStack(
         resources=config.temporal.resources,
         protect=config.protect_state,
         depends_on=(postgres,),
+        metrics_after=metrics_ready,
     ),
     opts=platform,
 )
@@ -242,6 +291,34 @@ backups = Backups(
     ),
     opts=platform,
 )
+
+if observability:
+    monitoring = PlatformMonitoring(
+        "monitoring",
+        PlatformMonitoringArgs(
+            namespace=namespaces["observability"],
+            metrics_ready=observability.ready,
+            targets=AlertTargets(
+                platform_namespaces=tuple(config.namespace(role) for role in config.namespace_roles),
+                backups=backups.runs,
+                mlflow_namespace=config.namespace("mlflow"),
+                temporal_namespace=config.namespace("temporal"),
+                postgres_namespace=config.namespace("data"),
+                postgres_cluster="postgres",
+                base_backup_schedule=config.backups.base_backup_schedule if config.backups.continuous else None,
+                minio_namespace=config.namespace("storage") if cloud.engine == "minio" else None,
+            ),
+        ),
+        opts=platform,
+    )
+    pulumi.export("grafana_url", observability.grafana_url)
+    pulumi.export(
+        "grafana_admin_password_command",
+        pulumi.Output.concat(
+            "kubectl --context ", config.kube_context, " -n ", namespaces["observability"],
+            " get secret ", observability.grafana_admin_secret, " -o jsonpath='{.data.admin-password}' | base64 -d",
+        ),
+    )
 
 pulumi.export("namespaces", namespaces)
 pulumi.export("mlflow_url", mlflow.url)

@@ -23,6 +23,8 @@ POSTGRES_UID = 26  # the postgres user of the CloudNativePG images
 MLFLOW_UID = 1000
 NOBODY = 65534
 RCLONE_PROVIDERS = {"minio": "Minio", "s3": "AWS", "r2": "Cloudflare"}
+DEADLINES = {"postgres-logical": 3 * 3600, "mlflow-sqlite": 3600, "objects-mirror": 6 * 3600}
+"""activeDeadlineSeconds per backup: a run that takes longer is killed and counts as failed."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,20 @@ class ObjectMirror:
 
 
 @dataclass(frozen=True)
+class BackupRun:
+    """What alerting needs to know of one backup CronJob: where it is, how often it runs, how long it may take."""
+
+    cron_job: str
+    """CronJob name."""
+    namespace: pulumi.Input[str]
+    """Namespace of the CronJob."""
+    schedule: str
+    """Its 5-field cron schedule (UTC)."""
+    deadline_seconds: int
+    """activeDeadlineSeconds of each run."""
+
+
+@dataclass(frozen=True)
 class BackupsArgs:
     """Which backups to take; built by the composition from typed config."""
 
@@ -110,17 +126,25 @@ class Backups(pulumi.ComponentResource):
 
     cron_jobs: dict[str, pulumi.Output[str]]
     """CronJob name by backup (postgres-logical, mlflow-sqlite, objects-mirror)."""
+    runs: tuple[BackupRun, ...]
+    """Every CronJob with its schedule and deadline, for staleness alerts."""
 
     def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:backups:Backups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.cron_jobs = {}
+        jobs = []
         if args.postgres:
-            self.cron_jobs["postgres-logical"] = _postgres_dumps(name, args, args.postgres, child).metadata.name
+            jobs.append(("postgres-logical", _postgres_dumps(name, args, args.postgres, child)))
         if args.sqlite:
-            self.cron_jobs["mlflow-sqlite"] = _sqlite_copy(name, args, args.sqlite, child).metadata.name
+            jobs.append(("mlflow-sqlite", _sqlite_copy(name, args, args.sqlite, child)))
         if args.mirror:
-            self.cron_jobs["objects-mirror"] = _object_mirror(name, args, args.mirror, child).metadata.name
+            jobs.append(("objects-mirror", _object_mirror(name, args, args.mirror, child)))
+        self.cron_jobs = {backup: job.metadata.name for backup, job in jobs}
+        self.runs = tuple(
+            BackupRun(f"backup-{backup}", job_args.namespace, job_args.schedule, DEADLINES[backup])
+            for backup, job_args in (("postgres-logical", args.postgres), ("mlflow-sqlite", args.sqlite), ("objects-mirror", args.mirror))
+            if job_args
+        )
         self.register_outputs({"cron_jobs": self.cron_jobs})
 
 
@@ -297,7 +321,7 @@ def _postgres_dumps(name: str, args: BackupsArgs, dumps: PostgresDumps, child: p
         init_containers=[dump],
         containers=[_uploader("postgres", args, dumps.credentials_secret)],
         volumes=[kube.scratch_volume("backup", "20Gi"), kube.scratch_volume()],
-        deadline_seconds=3 * 3600,
+        deadline_seconds=DEADLINES["postgres-logical"],
         opts=child,
     )
 
@@ -323,7 +347,7 @@ def _sqlite_copy(name: str, args: BackupsArgs, copy: SqliteCopy, child: pulumi.R
             kube.scratch_volume("backup", "10Gi"),
             kube.scratch_volume(),
         ],
-        deadline_seconds=3600,
+        deadline_seconds=DEADLINES["mlflow-sqlite"],
         opts=child,
     )
 
@@ -349,6 +373,6 @@ def _object_mirror(name: str, args: BackupsArgs, mirror: ObjectMirror, child: pu
         init_containers=[],
         containers=[sync],
         volumes=[kube.scratch_volume()],
-        deadline_seconds=6 * 3600,
+        deadline_seconds=DEADLINES["objects-mirror"],
         opts=child,
     )

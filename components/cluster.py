@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -21,6 +22,8 @@ class ClusterFoundationArgs:
     """The StorageClass to create; its reclaimPolicy is always Retain."""
     protect: bool = False
     """Protect the StorageClass (prod): deleting it would orphan every claim's provisioning."""
+    pod_security: Mapping[str, str] = field(default_factory=dict)
+    """Pod Security level enforced per namespace role where it is not `restricted`, with the reason in the caller."""
 
 
 class ClusterFoundation(pulumi.ComponentResource):
@@ -36,7 +39,7 @@ class ClusterFoundation(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.namespaces = {
-            role: _namespace(f"{name}-ns-{role}", namespace, role, child).metadata.name
+            role: _namespace(f"{name}-ns-{role}", namespace, role, args.pod_security.get(role, "restricted"), child).metadata.name
             for role, namespace in sorted(args.namespaces.items())
         }
         storage_class = k8s.storage.v1.StorageClass(
@@ -54,12 +57,13 @@ class ClusterFoundation(pulumi.ComponentResource):
         self.register_outputs({"namespaces": self.namespaces, "storage_class": self.storage_class})
 
 
-def _namespace(name: str, namespace: str, role: str, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
-    # Every workload we author meets the restricted profile, so it is enforced, not just audited.
+def _namespace(name: str, namespace: str, role: str, level: str, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
+    # Every workload we author meets the restricted profile, so it is enforced there. Where a looser level must be
+    # enforced, restricted is still audited and warned about, so every violation stays visible.
     pod_security = {
         f"pod-security.kubernetes.io/{mode}{suffix}": value
-        for mode in ("enforce", "audit", "warn")
-        for suffix, value in (("", "restricted"), ("-version", POD_SECURITY_VERSION))
+        for mode, mode_level in (("enforce", level), ("audit", "restricted"), ("warn", "restricted"))
+        for suffix, value in (("", mode_level), ("-version", POD_SECURITY_VERSION))
     }
     return k8s.core.v1.Namespace(
         name,

@@ -49,6 +49,7 @@ _CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
 _CRON5 = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
 _CRON6 = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{5}}$")
 _BARMAN_RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
+_PROM_DURATION = re.compile(r"^[1-9][0-9]*[hdwy]$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -269,6 +270,76 @@ class BackupsConfig:
 
 
 @dataclass(frozen=True)
+class PrometheusConfig:
+    """Metrics storage."""
+
+    retention: str = "7d"
+    """How long samples are kept (Prometheus duration: 12h, 7d, 2w, 1y)."""
+    size: str = "10Gi"
+    """Claim size of the TSDB; Prometheus also stops at 80 % of it (retentionSize), whichever comes first."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "200m", "memory": "512Mi"}, {"cpu": "1", "memory": "2Gi"})
+    )
+    """Requests and limits of the Prometheus container."""
+
+
+@dataclass(frozen=True)
+class AlertingConfig:
+    """Where Alertmanager sends notifications."""
+
+    receiver: str = "none"
+    """none: alerts are only visible in Alertmanager and Grafana; webhook or slack: sent to `alertmanagerReceiverUrl`."""
+    slack_channel: str = ""
+    """slack: the channel to post to (the webhook URL's default channel when empty)."""
+    size: str = "1Gi"
+    """Claim size of Alertmanager's silences and notification log."""
+
+
+@dataclass(frozen=True)
+class GrafanaConfig:
+    """Dashboards."""
+
+    size: str = "2Gi"
+    """Claim size of Grafana's SQLite database (users, stars, annotations)."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "50m", "memory": "192Mi"}, {"cpu": "500m", "memory": "512Mi"})
+    )
+    """Requests and limits of the Grafana container."""
+
+
+@dataclass(frozen=True)
+class LokiConfig:
+    """Logs."""
+
+    retention_days: int = 7
+    """Days log lines are kept; the compactor deletes older chunks."""
+    size: str = "10Gi"
+    """Claim size: all chunks with the minio engine (filesystem), only the write-ahead log and index cache otherwise."""
+    bucket: str = "logs"
+    """s3/r2 engines: the bucket (one of objectStore.buckets) holding chunks and index."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
+    )
+    """Requests and limits of the Loki container."""
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """Prometheus, Alertmanager, Grafana, Loki and Alloy."""
+
+    enabled: bool = False
+    """Deploy the ObservabilityStack (dev may turn it off to save about 1.3 GiB of memory)."""
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    """Metrics."""
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    """Notifications."""
+    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
+    """Dashboards."""
+    loki: LokiConfig = field(default_factory=LokiConfig)
+    """Logs."""
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything a stack needs, validated."""
 
@@ -294,6 +365,8 @@ class StackConfig:
     """Temporal."""
     backups: BackupsConfig = field(default_factory=BackupsConfig)
     """Backups."""
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    """Metrics, logs, dashboards and alerts."""
     node_ports: Mapping[str, int] = field(default_factory=dict)
     """Host-reachable NodePorts by service role; empty means ClusterIP Services only."""
 
@@ -313,7 +386,8 @@ class StackConfig:
         """The platform's parts that get a namespace; `storage` only when the object store runs in the cluster."""
         in_cluster_objects = ("storage",) if self.object_store.engine == "minio" else ()
         cert_manager = ("cert-manager",) if self.backups.continuous else ()
-        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager)
+        observability = ("observability", "node-metrics") if self.observability.enabled else ()
+        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -325,16 +399,22 @@ SECRET_KEYS: Mapping[str, str] = {
     "r2AccessKeyId": "R2 API token id (the S3 access key id)",
     "r2SecretAccessKey": "SHA-256 of the R2 API token value (the S3 secret access key)",
     "cloudflareApiToken": "Cloudflare API token that may manage R2 buckets",
+    "alertmanagerReceiverUrl": "webhook or Slack incoming-webhook URL Alertmanager notifies",
 }
 """Secret settings (`pulumi config set --secret`); only their presence is checked here, values are read as secrets."""
+R2_SECRET_KEYS = {key: SECRET_KEYS[key] for key in ("r2AccessKeyId", "r2SecretAccessKey", "cloudflareApiToken")}
 """Scalar settings; each is declared with a type, default and description in Pulumi.yaml."""
-BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "nodePorts")
+BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "nodePorts")
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
-NODE_PORT_ROLES = ("minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi")
-"""Services that can be given a NodePort (the seed port map: 30900, 30901, 30500, 30543, 30679, 30700, 30233)."""
+NODE_PORT_ROLES = (
+    "minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi", "prometheus", "grafana", "loki",
+)
+"""Services that can be given a NodePort (the seed port map: 30900, 30901, 30500, 30543, 30679, 30700, 30233,
+30090, 30030, 30100)."""
 OBJECT_STORE_ENGINES = ("minio", "s3", "r2")
 MLFLOW_ENGINES = ("sqlite", "postgres")
 TEMPORAL_ENGINES = ("dev", "chart")
+ALERT_RECEIVERS = ("none", "webhook", "slack")
 BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
@@ -587,7 +667,7 @@ def _secrets(top: _Reader, object_store: ObjectStoreConfig) -> None:
     for key in SECRET_KEYS:
         top.used.add(key)
     if object_store.engine == "r2":
-        for key, meaning in SECRET_KEYS.items():
+        for key, meaning in R2_SECRET_KEYS.items():
             if not top.raw.get(key):
                 top.problems.add(key, None, f"required with objectStore.engine r2 ({meaning}): pulumi config set --secret {PROJECT}:{key} <value>")
 
@@ -659,6 +739,55 @@ def _temporal(top: _Reader) -> TemporalConfig:
     return temporal
 
 
+def _observability(top: _Reader, object_store: ObjectStoreConfig) -> ObservabilityConfig:
+    o, d = top.block("observability"), ObservabilityConfig()
+    duration = "expected a Prometheus duration in hours, days, weeks or years, such as 7d or 2w"
+    p, dp = o.block("prometheus"), d.prometheus
+    prometheus = PrometheusConfig(
+        retention=p.get("retention", dp.retention, p.check.matching(_PROM_DURATION, duration)),
+        size=p.get("size", dp.size, p.check.quantity),
+        resources=_resources(p, dp.resources),
+    )
+    a, da = o.block("alerting"), d.alerting
+    alerting = AlertingConfig(
+        receiver=a.get("receiver", da.receiver, a.check.one_of(*ALERT_RECEIVERS)),
+        slack_channel=a.get("slackChannel", da.slack_channel, a.check.string),
+        size=a.get("size", da.size, a.check.quantity),
+    )
+    g, dg = o.block("grafana"), d.grafana
+    grafana = GrafanaConfig(size=g.get("size", dg.size, g.check.quantity), resources=_resources(g, dg.resources))
+    lo, dl = o.block("loki"), d.loki
+    loki = LokiConfig(
+        retention_days=lo.get("retentionDays", dl.retention_days, lo.check.integer(1, 3650)),
+        size=lo.get("size", dl.size, lo.check.quantity),
+        bucket=lo.get("bucket", dl.bucket, lo.check.string),
+        resources=_resources(lo, dl.resources),
+    )
+    observability = ObservabilityConfig(
+        enabled=o.get("enabled", d.enabled, o.check.boolean),
+        prometheus=prometheus,
+        alerting=alerting,
+        grafana=grafana,
+        loki=loki,
+    )
+    for reader in (p, a, g, lo, o):
+        reader.finish()
+    if not observability.enabled:
+        return observability
+    if alerting.receiver != "none" and not top.raw.get("alertmanagerReceiverUrl"):
+        o.problems.add(
+            "alertmanagerReceiverUrl", None,
+            f"required with observability.alerting.receiver {alerting.receiver}: "
+            f"pulumi config set --secret {PROJECT}:alertmanagerReceiverUrl <url>",
+        )
+    if object_store.engine != "minio" and loki.bucket not in object_store.buckets:
+        o.problems.add(
+            "observability.loki.bucket", loki.bucket,
+            f"must be one of objectStore.buckets ({', '.join(object_store.buckets)}): Loki keeps its chunks there",
+        )
+    return observability
+
+
 def _node_ports(top: _Reader) -> dict[str, int]:
     n = top.block("nodePorts")
     in_range = n.check.integer(NODE_PORT_RANGE.start, NODE_PORT_RANGE.stop - 1)
@@ -692,6 +821,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozense
     redis = _redis(top)
     temporal = _temporal(top)
     backups = _backups(top, postgres)
+    observability = _observability(top, object_store)
     node_ports = _node_ports(top)
     _secrets(top, object_store)
     top.finish()
@@ -712,6 +842,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozense
         redis=redis,
         temporal=temporal,
         backups=backups,
+        observability=observability,
         node_ports=node_ports,
     )
 

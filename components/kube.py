@@ -209,3 +209,27 @@ def cluster_dns_names(service_name: str, namespace: str) -> list[str]:
         f"{service_name}.{namespace}.svc",
         f"{service_name}.{namespace}.svc.cluster.local",
     ]
+
+
+def metrics_monitor(
+    name: str,
+    *,
+    kind: str,
+    monitor_name: str,
+    namespace: pulumi.Input[str],
+    app: str,
+    match_labels: Mapping[str, str],
+    endpoints: list[dict],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource:
+    """A ServiceMonitor (endpoints are Service port names) or PodMonitor (container port names) for Prometheus;
+    `opts` must depend on the release that installs the Prometheus CRDs."""
+    endpoints_key = {"ServiceMonitor": "endpoints", "PodMonitor": "podMetricsEndpoints"}[kind]
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version="monitoring.coreos.com/v1",
+        kind=kind,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=monitor_name, namespace=namespace, labels=labels(app, "metrics")),
+        spec={"selector": {"matchLabels": dict(match_labels)}, endpoints_key: endpoints},
+        opts=opts,
+    )

@@ -21,6 +21,10 @@ AUTH_DIR = "/etc/mlflow/auth"
 AUTH_FILE = "basic_auth.ini"
 SERVICE_NAME = "mlflow"
 ADMIN_USERNAME = "admin"
+METRICS_DIR = "/tmp/prometheus-metrics"  # the worker processes' shared metric files (prometheus_flask_exporter)
+# Prometheus scrapes each pod by its IP, so the Host header is `<pod IP>:5000`. MLflow's own default allow-list
+# admits the private ranges; we admit them on the server port only.
+POD_ADDRESS_PATTERNS = ("10.*", "192.168.*", *(f"172.{n}.*" for n in range(16, 32)))
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class MlflowServerArgs:
     """Ingress, or None for in-cluster access only."""
     protect: bool = False
     """Protect the SQLite claim from `pulumi destroy`."""
+    metrics_after: pulumi.Resource | None = None
+    """The release installing the Prometheus CRDs; when given, a ServiceMonitor scrapes `/metrics`."""
 
 
 class MlflowServer(pulumi.ComponentResource):
@@ -152,6 +158,8 @@ class MlflowServer(pulumi.ComponentResource):
             _replicated_server(name, args, _postgres_parts(args.backend, auth), child)
         if args.ingress:
             _ingress(name, args, args.ingress, child)
+        if args.metrics_after is not None:
+            _service_monitor(name, args, self.auth_secret, pulumi.ResourceOptions(parent=self, depends_on=[service, args.metrics_after]))
         self.service_name = service.metadata.name
         self.url = pulumi.Output.concat("http://", SERVICE_NAME, ".", args.namespace, f".svc.cluster.local:{PORT}")
         self.register_outputs(
@@ -245,9 +253,11 @@ def _auth_secret(name: str, args: MlflowServerArgs, backend: PostgresBackend, ch
 
 def allowed_hosts(namespace: str, node_port: int | None, ingress_host: str | None = None) -> str:
     """Host headers the server accepts (MLflow >= 3.5 answers 403 to any other): its Service names, any port,
-    the Ingress host, and the dev NodePort through the host's loopback."""
+    the Ingress host, pod addresses on the server port (metrics scrapes), and the dev NodePort through the
+    host's loopback."""
     names = kube.cluster_dns_names(SERVICE_NAME, namespace) + ([ingress_host] if ingress_host else [])
     hosts = [pattern for host in names for pattern in (host, f"{host}:*")]
+    hosts += [f"{pattern}:{PORT}" for pattern in POD_ADDRESS_PATTERNS]
     if node_port:
         hosts += [f"localhost:{node_port}", f"127.0.0.1:{node_port}"]
     return ",".join(hosts)
@@ -263,6 +273,8 @@ def server_args(args: MlflowServerArgs, backend_flags: list[str], namespace: str
         "--serve-artifacts",
         "--artifacts-destination", f"s3://{bucket}/",
         "--allowed-hosts", allowed_hosts(namespace, args.node_port, args.ingress.host if args.ingress else None),
+        # Request counts and latencies at /metrics, aggregated over the worker processes.
+        "--expose-prometheus", METRICS_DIR,
     ]
 
 
@@ -388,4 +400,24 @@ def _ingress(name: str, args: MlflowServerArgs, ingress: Ingress, child: pulumi.
             ],
         ),
         opts=child,
+    )
+
+
+def _service_monitor(name: str, args: MlflowServerArgs, auth_secret: pulumi.Output[str] | None, opts: pulumi.ResourceOptions) -> None:
+    endpoint: dict = {"port": "http", "path": "/metrics", "interval": "30s"}
+    if auth_secret is not None:
+        # With basic auth every path but /health needs a login; Prometheus uses the admin's, read from the Secret.
+        endpoint["basicAuth"] = {
+            "username": {"name": auth_secret, "key": "admin-username"},
+            "password": {"name": auth_secret, "key": "admin-password"},
+        }
+    kube.metrics_monitor(
+        f"{name}-service-monitor",
+        kind="ServiceMonitor",
+        monitor_name=SERVICE_NAME,
+        namespace=args.namespace,
+        app="mlflow",
+        match_labels=kube.selector("mlflow", "server"),
+        endpoints=[endpoint],
+        opts=opts,
     )

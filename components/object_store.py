@@ -49,6 +49,8 @@ class MinioSettings:
     """Host NodePort for the S3 API (dev), or None."""
     console_node_port: int | None = None
     """Host NodePort for the web console (dev), or None."""
+    metrics_after: pulumi.Resource | None = None
+    """The release installing the Prometheus CRDs; when given, MinIO's cluster metrics are scraped."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,17 @@ class _MinioEngine:
             opts=child,
         )
         server = self._statefulset(name, namespace, root, claim, api, settings, child)
+        if settings.metrics_after is not None:
+            kube.metrics_monitor(
+                f"{name}-service-monitor",
+                kind="ServiceMonitor",
+                monitor_name="minio",
+                namespace=namespace,
+                app="minio",
+                match_labels=kube.selector("minio", "server"),
+                endpoints=[{"port": "s3", "path": "/minio/v2/metrics/cluster", "interval": "60s"}],
+                opts=pulumi.ResourceOptions(parent=child.parent, depends_on=[api, settings.metrics_after]),
+            )
         self.endpoint = pulumi.Output.concat("http://minio.", namespace, f".svc.cluster.local:{S3_PORT}")
         self.bucket_names = {bucket: pulumi.Output.from_input(bucket) for bucket in args.buckets}
 
@@ -303,7 +316,8 @@ class _MinioEngine:
             env=[
                 kube.secret_env("MINIO_ROOT_USER", root.metadata.name, "MINIO_ROOT_USER"),
                 kube.secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "MINIO_ROOT_PASSWORD"),
-                *kube.plain_env({"HOME": "/tmp"}),
+                # Metrics without a bearer token, for the ServiceMonitor; they carry no object data.
+                *kube.plain_env({"HOME": "/tmp", **({"MINIO_PROMETHEUS_AUTH_TYPE": "public"} if settings.metrics_after else {})}),
             ],
             ports=[
                 k8s.core.v1.ContainerPortArgs(name="s3", container_port=S3_PORT),

@@ -161,15 +161,14 @@ class PostgresCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[postgres])),
             )
         if args.metrics_after is not None:
-            k8s.apiextensions.CustomResource(
+            kube.metrics_monitor(
                 f"{name}-pod-monitor",
-                api_version="monitoring.coreos.com/v1",
                 kind="PodMonitor",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster, namespace=args.namespace, labels=kube.labels("postgres", "metrics")),
-                spec={
-                    "selector": {"matchLabels": {"cnpg.io/cluster": cluster}},
-                    "podMetricsEndpoints": [{"port": METRICS_PORT_NAME}],
-                },
+                monitor_name=cluster,
+                namespace=args.namespace,
+                app="postgres",
+                match_labels={"cnpg.io/cluster": cluster},
+                endpoints=[{"port": METRICS_PORT_NAME}],
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[postgres, *args.metrics_after])),
             )
         if args.node_port:

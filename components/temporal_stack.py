@@ -76,6 +76,8 @@ class TemporalStackArgs:
     """Protect the dev engine's claim from `pulumi destroy`."""
     depends_on: tuple[pulumi.Resource, ...] = ()
     """What must exist first (the chart engine's databases)."""
+    metrics_after: pulumi.Resource | None = None
+    """The release installing the Prometheus CRDs; when given, every server's metrics port is scraped."""
 
 
 class TemporalStack(pulumi.ComponentResource):
@@ -173,6 +175,17 @@ def _dev_server(name: str, args: TemporalStackArgs, engine: DevEngine, child: pu
         ),
         opts=child,
     )
+    if args.metrics_after is not None:
+        kube.metrics_monitor(
+            f"{name}-pod-monitor",
+            kind="PodMonitor",
+            monitor_name="temporal",
+            namespace=args.namespace,
+            app="temporal",
+            match_labels=kube.selector("temporal", "server"),
+            endpoints=[{"port": "metrics", "interval": "30s"}],
+            opts=pulumi.ResourceOptions(parent=child.parent, depends_on=[args.metrics_after]),
+        )
     return "temporal-frontend", "temporal-ui", UI_PORT
 
 
@@ -199,6 +212,7 @@ def _sql_store(engine: ChartEngine, store: SqlStore) -> dict:
 
 
 def chart_values(args: TemporalStackArgs, engine: ChartEngine) -> dict:
+    """Values of the temporal chart; with metrics on, the chart creates a ServiceMonitor per server service."""
     restricted = {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
@@ -213,6 +227,7 @@ def chart_values(args: TemporalStackArgs, engine: ChartEngine) -> dict:
         "server": {
             "image": {"repository": image[0], "tag": image[1]},
             "replicaCount": engine.replicas,
+            "metrics": {"serviceMonitor": {"enabled": args.metrics_after is not None}},
             # The restricted profile's runAsNonRoot/seccomp sit in each containerSecurityContext below.
             "securityContext": {"runAsUser": UID, "fsGroup": UID},
             "config": {
@@ -250,6 +265,8 @@ def _chart(name: str, args: TemporalStackArgs, engine: ChartEngine, child: pulum
         # Schema migrations can take a while on a large history; fail loudly rather than hang forever.
         timeout=1200,
         atomic=False,
-        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(args.depends_on))),
+        opts=pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(depends_on=[*args.depends_on, *([args.metrics_after] if args.metrics_after else [])])
+        ),
     )
     return "temporal-frontend", "temporal-web", CHART_UI_PORT

@@ -48,5 +48,10 @@ CHARTS = {
     # and cert-manager, which issues the plugin's TLS certificates.
     "plugin-barman-cloud": Chart("plugin-barman-cloud", "0.7.0", "https://cloudnative-pg.github.io/charts"),
     "cert-manager": Chart("cert-manager", "v1.21.1", "https://charts.jetstack.io"),
+    # Observability. Each chart pins its own images (Prometheus, Alertmanager, Grafana, Loki 3.7.6, Alloy v1.18.1).
+    "kube-prometheus-stack": Chart("kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"),
+    # Loki's chart moved to grafana-community; Promtail reached end of life on 2026-03-02, Alloy replaces it.
+    "loki": Chart("loki", "18.11.0", "https://grafana-community.github.io/helm-charts"),
+    "alloy": Chart("alloy", "1.11.1", "https://grafana.github.io/helm-charts"),
 }
 """Helm charts by name, pinned; ../shared/reference/charts/<name>/<version> holds their values and CRDs."""

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real tools the tests run against the rendered manifests and scripts.
-DEBIAN_PACKAGES=(shellcheck postgresql redis-server openssl rclone sqlite3)
+# Real tools the tests run against the rendered manifests and scripts (promtool and amtool check the alerting).
+DEBIAN_PACKAGES=(shellcheck postgresql redis-server openssl rclone sqlite3 prometheus prometheus-alertmanager)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -1,0 +1,410 @@
+"""The platform's alert rules and Grafana dashboards, as data: pure functions of what runs where.
+
+`ObservabilityStack` ships them as a PrometheusRule and dashboard ConfigMaps; the tests feed the same rules to
+`promtool check rules` and `promtool test rules`, because Kind's local-path volumes emit no volume stats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.backups import BackupRun
+
+PVC_FULL_RATIO = 0.8
+"""PVCAlmostFull fires above this used/capacity ratio (seed 004)."""
+PVC_FORECAST_WINDOW = "6h"
+"""PVCFillingSoon extrapolates the free space of this trailing window ..."""
+PVC_FORECAST_SECONDS = 3 * 86400
+"""... this far ahead (3 days)."""
+BACKUP_GRACE_SECONDS = 1800
+"""A backup is stale once its schedule's longest gap, plus its deadline, plus this grace, has passed."""
+DASHBOARDS = ("mlops-storage", "mlops-backups", "mlops-services")
+PROMETHEUS_DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+LOKI_DATASOURCE = {"type": "loki", "uid": "loki"}
+
+
+@dataclass(frozen=True)
+class AlertTargets:
+    """What the alerts watch; every namespace is a plain name, as it appears in metric labels."""
+
+    platform_namespaces: tuple[str, ...]
+    """Namespaces whose claims the storage alerts watch."""
+    backups: tuple[BackupRun, ...]
+    """Backup CronJobs with their schedules and deadlines."""
+    mlflow_namespace: str
+    """Where the MLflow Service `mlflow` is."""
+    temporal_namespace: str
+    """Where Temporal runs."""
+    postgres_namespace: str
+    """Where the CloudNativePG cluster runs."""
+    postgres_cluster: str
+    """Name of the CloudNativePG cluster (its pods are `<name>-<n>`)."""
+    base_backup_schedule: str | None = None
+    """6-field cron of the CloudNativePG ScheduledBackup when continuous backups are on, else None."""
+    minio_namespace: str | None = None
+    """Where the MinIO Service `minio` is, when the object store runs in the cluster."""
+    runbooks: str = "docs/runbooks"
+    """Base of the runbook links in alert annotations."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cron: how long a healthy schedule can go without a run
+# --------------------------------------------------------------------------------------------------------------
+
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def _cron_field(text: str, low: int, high: int) -> set[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        spread, _, step = part.partition("/")
+        if spread == "*":
+            start, stop = low, high
+        else:
+            first, _, last = spread.partition("-")
+            start, stop = int(first), int(last or (high if step else first))
+        values.update(range(start, stop + 1, int(step or 1)))
+    return values
+
+
+def longest_gap_seconds(schedule: str) -> int:
+    """The longest time between two consecutive runs of a 5-field cron schedule (UTC), over a whole year."""
+    fields = schedule.split()
+    minutes, hours, days, months, weekdays = (
+        _cron_field(text, low, high) for text, (low, high) in zip(fields, _CRON_RANGES, strict=True)
+    )
+    weekdays = {d % 7 for d in weekdays}
+    # cron's rule: when both day fields are restricted, a day matching either one runs.
+    either_day = fields[2] != "*" and fields[4] != "*"
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    runs = []
+    for offset in range(366 + 31):
+        day = start + timedelta(days=offset)
+        by_date, by_weekday = day.day in days, (day.isoweekday() % 7) in weekdays
+        if day.month in months and ((by_date or by_weekday) if either_day else (by_date and by_weekday)):
+            runs += [day + timedelta(hours=h, minutes=m) for h, m in itertools.product(sorted(hours), sorted(minutes))]
+    return int(max((b - a).total_seconds() for a, b in itertools.pairwise(runs)))
+
+
+def _without_seconds(schedule: str) -> str:
+    """CloudNativePG's 6-field cron (seconds first) as the 5-field form."""
+    return " ".join(schedule.split()[1:])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Alerts
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _alert(name: str, expr: str, *, for_: str, severity: str, summary: str, runbook: str, description: str, **labels: str) -> dict:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity, **labels},
+        "annotations": {"summary": summary, "description": description, "runbook_url": runbook},
+    }
+
+
+def _any_of(values: tuple[str, ...]) -> str:
+    return "|".join(sorted(values))
+
+
+def _storage_rules(targets: AlertTargets) -> list[dict]:
+    scope = f'namespace=~"{_any_of(targets.platform_namespaces)}"'
+    used = f"kubelet_volume_stats_used_bytes{{{scope}}} / kubelet_volume_stats_capacity_bytes{{{scope}}}"
+    claim = "{{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }}"
+    runbook = f"{targets.runbooks}/alerts.md#pvc-almost-full-or-filling"
+    return [
+        _alert(
+            "PVCAlmostFull", f"{used} > {PVC_FULL_RATIO}", for_="5m", severity="warning", runbook=runbook,
+            summary=f"Claim {claim} is {{{{ $value | humanizePercentage }}}} full",
+            description="More than 80 % of the volume is used. Grow the claim or free space before writes fail.",
+        ),
+        _alert(
+            "PVCFillingSoon",
+            f"predict_linear(kubelet_volume_stats_available_bytes{{{scope}}}[{PVC_FORECAST_WINDOW}], {PVC_FORECAST_SECONDS}) < 0",
+            for_="1h", severity="warning", runbook=runbook,
+            summary=f"Claim {claim} will be full within 3 days",
+            description="At the growth rate of the last 6 hours the volume runs out of space within 3 days.",
+        ),
+    ]
+
+
+def stale_after_seconds(run: BackupRun) -> int:
+    """How old the last successful run of a healthy backup can be."""
+    return longest_gap_seconds(run.schedule) + run.deadline_seconds + BACKUP_GRACE_SECONDS
+
+
+def _backup_rules(targets: AlertTargets) -> list[dict]:
+    rules = []
+    for run in targets.backups:
+        selector = f'namespace="{run.namespace}", cronjob="{run.cron_job}"'
+        limit = stale_after_seconds(run)
+        rules.append(_alert(
+            "BackupStale",
+            # A CronJob that never succeeded has no last-success time: measure from its creation instead.
+            f"(time() - kube_cronjob_status_last_successful_time{{{selector}}} > {limit})"
+            f" or (time() - kube_cronjob_created{{{selector}}} > {limit}"
+            f" unless on (namespace, cronjob) kube_cronjob_status_last_successful_time{{{selector}}})",
+            for_="5m", severity="critical", runbook=f"{targets.runbooks}/alerts.md#backup-stale-or-failed",
+            summary=f"Backup {run.cron_job} has not succeeded for more than {limit // 3600} h",
+            description=f"Schedule '{run.schedule}': its longest gap, deadline and grace add up to {limit} s.",
+            backup=run.cron_job,
+        ))
+    if targets.backups:
+        namespaces = _any_of(tuple({str(run.namespace) for run in targets.backups}))
+        jobs = _any_of(tuple(run.cron_job for run in targets.backups))
+        rules.append(_alert(
+            "BackupJobFailed",
+            f'kube_job_failed{{condition="true", namespace=~"{namespaces}", job_name=~"({jobs})-[0-9]+"}} > 0',
+            for_="1m", severity="warning", runbook=f"{targets.runbooks}/alerts.md#backup-stale-or-failed",
+            summary="Backup job {{ $labels.namespace }}/{{ $labels.job_name }} failed",
+            description="Every retry failed or the run hit its deadline. Read its logs; delete the Job once understood.",
+        ))
+    if targets.base_backup_schedule:
+        rules += _continuous_backup_rules(targets)
+    return rules
+
+
+def _continuous_backup_rules(targets: AlertTargets) -> list[dict]:
+    pods = f'namespace="{targets.postgres_namespace}", pod=~"{targets.postgres_cluster}-[0-9]+"'
+    runbook = f"{targets.runbooks}/alerts.md#postgres-continuous-backup"
+    limit = longest_gap_seconds(_without_seconds(targets.base_backup_schedule)) + 3 * 3600
+    return [
+        _alert(
+            "PostgresWalArchivingFailing",
+            f"cnpg_pg_stat_archiver_last_failed_time{{{pods}}} > cnpg_pg_stat_archiver_last_archived_time{{{pods}}}",
+            for_="5m", severity="critical", runbook=runbook,
+            summary="PostgreSQL {{ $labels.pod }} fails to archive WAL",
+            description="The last archive attempt failed after the last success: point-in-time recovery falls behind.",
+        ),
+        _alert(
+            "PostgresBaseBackupFailed",
+            f"max(barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp{{{pods}}})"
+            f" > max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{{{pods}}})",
+            for_="5m", severity="critical", runbook=runbook,
+            summary=f"The last base backup of {targets.postgres_cluster} failed",
+            description="The barman-cloud plugin reports a failed backup newer than the last good one.",
+        ),
+        _alert(
+            "PostgresBaseBackupStale",
+            f"time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{{{pods}}}) > {limit}",
+            for_="15m", severity="critical", runbook=runbook,
+            summary=f"No base backup of {targets.postgres_cluster} for more than {limit // 3600} h",
+            description=f"ScheduledBackup '{targets.base_backup_schedule}' should have produced a newer backup.",
+        ),
+    ]
+
+
+def _down(name: str, selector: str, what: str, runbook: str) -> dict:
+    return _alert(
+        name, f"absent(up{{{selector}}} == 1)", for_="5m", severity="critical", runbook=runbook,
+        summary=f"{what} is down", description=f"No {what} target has answered a metrics scrape for 5 minutes.",
+    )
+
+
+def _service_rules(targets: AlertTargets) -> list[dict]:
+    runbook = f"{targets.runbooks}/alerts.md#service-down"
+    pods = f'namespace="{targets.postgres_namespace}", pod=~"{targets.postgres_cluster}-[0-9]+"'
+    rules = [
+        _down("MlflowDown", f'namespace="{targets.mlflow_namespace}", service="mlflow"', "MLflow", runbook),
+        _down("TemporalDown", f'namespace="{targets.temporal_namespace}"', "Temporal", runbook),
+        _alert(
+            "PostgresDown", f"absent(cnpg_collector_up{{{pods}}} == 1)", for_="5m", severity="critical", runbook=runbook,
+            summary=f"PostgreSQL cluster {targets.postgres_cluster} is down",
+            description="No instance reports a running PostgreSQL for 5 minutes.",
+        ),
+        _alert(
+            "PostgresInstanceDown", f"cnpg_collector_up{{{pods}}} == 0", for_="5m", severity="warning", runbook=runbook,
+            summary="PostgreSQL instance {{ $labels.pod }} is down",
+            description="Its exporter answers but PostgreSQL does not; the cluster runs with one instance fewer.",
+        ),
+    ]
+    if targets.minio_namespace:
+        rules.append(_down("ObjectStoreDown", f'namespace="{targets.minio_namespace}", service="minio"', "MinIO", runbook))
+    return rules
+
+
+def alert_groups(targets: AlertTargets) -> list[dict]:
+    """The `spec.groups` of the platform's PrometheusRule."""
+    return [
+        {"name": "mlops-storage", "rules": _storage_rules(targets)},
+        {"name": "mlops-backups", "rules": _backup_rules(targets)},
+        {"name": "mlops-services", "rules": _service_rules(targets)},
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dashboards
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One Grafana panel: a title, a visualisation and its queries (expr -> legend)."""
+
+    title: str
+    queries: dict[str, str]
+    unit: str = "short"
+    kind: str = "timeseries"
+    datasource: dict | None = None
+
+
+def _dashboard(uid: str, title: str, panels: list[Panel]) -> dict:
+    rendered = []
+    for index, panel in enumerate(panels):
+        datasource = panel.datasource or PROMETHEUS_DATASOURCE
+        rendered.append({
+            "id": index + 1,
+            "type": panel.kind,
+            "title": panel.title,
+            "datasource": datasource,
+            "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+            "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+            "targets": [
+                {"refId": chr(ord("A") + n), "datasource": datasource, "expr": expr, "legendFormat": legend}
+                for n, (expr, legend) in enumerate(panel.queries.items())
+            ],
+        })
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["mlops-platform"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "editable": False,
+        "time": {"from": "now-24h", "to": "now"},
+        "refresh": "1m",
+        "panels": rendered,
+    }
+
+
+def dashboards(targets: AlertTargets) -> dict[str, dict]:
+    """Grafana dashboards by uid (one of DASHBOARDS): storage, backups and the platform's services."""
+    scope = f'namespace=~"{_any_of(targets.platform_namespaces)}"'
+    claim = "{{namespace}}/{{persistentvolumeclaim}}"
+    jobs = _any_of(tuple(run.cron_job for run in targets.backups)) or "none"
+    pods = f'namespace="{targets.postgres_namespace}", pod=~"{targets.postgres_cluster}-[0-9]+"'
+    storage = [
+        Panel("Used share per claim", {f"kubelet_volume_stats_used_bytes{{{scope}}} / kubelet_volume_stats_capacity_bytes{{{scope}}}": claim}, "percentunit"),
+        Panel("Free bytes per claim, and the 3-day forecast", {
+            f"kubelet_volume_stats_available_bytes{{{scope}}}": f"{claim} free",
+            f"predict_linear(kubelet_volume_stats_available_bytes{{{scope}}}[{PVC_FORECAST_WINDOW}], {PVC_FORECAST_SECONDS})": f"{claim} in 3 days",
+        }, "bytes"),
+        Panel("Capacity per claim", {f"kubelet_volume_stats_capacity_bytes{{{scope}}}": claim}, "bytes", "stat"),
+        Panel("Inodes used per claim", {f"kubelet_volume_stats_inodes_used{{{scope}}} / kubelet_volume_stats_inodes{{{scope}}}": claim}, "percentunit"),
+    ]
+    backups = [
+        Panel("Time since the last successful run", {
+            f'time() - kube_cronjob_status_last_successful_time{{cronjob=~"{jobs}"}}': "{{namespace}}/{{cronjob}}",
+        }, "s", "stat"),
+        Panel("Failed backup jobs", {f'kube_job_failed{{condition="true", job_name=~"({jobs})-[0-9]+"}}': "{{namespace}}/{{job_name}}"}, "short", "stat"),
+        Panel("Last run duration", {
+            f'kube_job_status_completion_time{{job_name=~"({jobs})-[0-9]+"}} - kube_job_status_start_time{{job_name=~"({jobs})-[0-9]+"}}': "{{job_name}}",
+        }, "s"),
+    ]
+    if targets.base_backup_schedule:
+        backups += [
+            Panel("PostgreSQL: time since the last base backup", {
+                f"time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{{{pods}}})": "base backup",
+            }, "s", "stat"),
+            Panel("PostgreSQL: time since the last archived WAL", {
+                f"cnpg_pg_stat_archiver_seconds_since_last_archival{{{pods}}}": "{{pod}}",
+            }, "s"),
+        ]
+    services = [
+        Panel("Targets up", {
+            f'up{{namespace="{targets.mlflow_namespace}", service="mlflow"}}': "mlflow {{pod}}",
+            f'up{{namespace="{targets.temporal_namespace}"}}': "temporal {{pod}}",
+            f"cnpg_collector_up{{{pods}}}": "postgres {{pod}}",
+        }, "short"),
+        Panel("MLflow requests per second by status", {
+            f'sum by (status) (rate(mlflow_http_request_total{{namespace="{targets.mlflow_namespace}"}}[5m]))': "{{status}}",
+        }, "reqps"),
+        Panel("MLflow p95 latency", {
+            "histogram_quantile(0.95, sum by (le) (rate(mlflow_http_request_duration_seconds_bucket"
+            f'{{namespace="{targets.mlflow_namespace}"}}[5m])))': "p95",
+        }, "s"),
+        Panel("PostgreSQL connections", {f"sum by (pod) (cnpg_backends_total{{{pods}}})": "{{pod}}"}, "short"),
+        Panel("Platform logs", {f'{{namespace=~"{_any_of(targets.platform_namespaces)}"}}': ""}, "short", "logs", LOKI_DATASOURCE),
+    ]
+    return {
+        "mlops-storage": _dashboard("mlops-storage", "MLOps / Storage", storage),
+        "mlops-backups": _dashboard("mlops-backups", "MLOps / Backups", backups),
+        "mlops-services": _dashboard("mlops-services", "MLOps / Services", services),
+    }
+
+
+def dashboard_json(dashboard: dict) -> str:
+    return json.dumps(dashboard, indent=1, sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The component
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformMonitoringArgs:
+    """Where the rules and dashboards go, and what they watch."""
+
+    namespace: pulumi.Input[str]
+    """The observability namespace (Grafana's sidecar reads dashboards from it)."""
+    targets: AlertTargets
+    """What the alerts and dashboards watch."""
+    metrics_ready: pulumi.Resource
+    """The release that installs the Prometheus CRDs."""
+
+
+class PlatformMonitoring(pulumi.ComponentResource):
+    """The platform's PrometheusRule and Grafana dashboards; created last, once every watched piece exists."""
+
+    alert_names: list[str]
+    """Every alert the rule defines (one BackupStale per backup)."""
+    dashboard_titles: list[str]
+    """Titles of the dashboards."""
+
+    def __init__(self, name: str, args: PlatformMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:monitoring:PlatformMonitoring", name, None, opts)
+        after_crds = pulumi.ResourceOptions(parent=self, depends_on=[args.metrics_ready])
+        targets = _resolved(args.targets)
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="mlops-platform", namespace=args.namespace, labels=kube.labels("prometheus", "alerts")),
+            spec=targets.apply(lambda t: {"groups": alert_groups(t)}),
+            opts=after_crds,
+        )
+        for uid in DASHBOARDS:
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{uid}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"dashboard-{uid}",
+                    namespace=args.namespace,
+                    # The label kube-prometheus-stack's Grafana sidecar watches.
+                    labels={**kube.labels("grafana", "dashboard"), "grafana_dashboard": "1"},
+                ),
+                data={f"{uid}.json": targets.apply(lambda t, uid=uid: dashboard_json(dashboards(t)[uid]))},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        # Names and titles do not depend on namespaces: read them from a copy without any.
+        unresolved = replace(args.targets, backups=tuple(replace(run, namespace="") for run in args.targets.backups))
+        self.alert_names = [rule["alert"] for group in alert_groups(unresolved) for rule in group["rules"]]
+        self.dashboard_titles = [board["title"] for board in dashboards(unresolved).values()]
+        self.register_outputs({"alert_names": self.alert_names, "dashboard_titles": self.dashboard_titles})
+
+
+def _resolved(targets: AlertTargets) -> pulumi.Output[AlertTargets]:
+    """The targets once every backup's namespace (an output of its Namespace resource) is known."""
+    return pulumi.Output.all(*[run.namespace for run in targets.backups]).apply(
+        lambda names: replace(targets, backups=tuple(replace(run, namespace=n) for run, n in zip(targets.backups, names, strict=True)))
+    )
