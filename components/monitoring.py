@@ -204,10 +204,13 @@ def _continuous_backup_rules(targets: AlertTargets) -> list[dict]:
     ]
 
 
-def _down(name: str, selector: str, what: str, runbook: str) -> dict:
+def _down(name: str, where: dict[str, str], what: str, runbook: str) -> dict:
+    # absent() keeps no labels of a filtered vector: the rule names where it looked, for routing and grouping.
+    selector = ", ".join(f'{k}="{v}"' for k, v in where.items())
     return _alert(
         name, f"absent(up{{{selector}}} == 1)", for_="5m", severity="critical", runbook=runbook,
         summary=f"{what} is down", description=f"No {what} target has answered a metrics scrape for 5 minutes.",
+        **where,
     )
 
 
@@ -215,12 +218,13 @@ def _service_rules(targets: AlertTargets) -> list[dict]:
     runbook = f"{targets.runbooks}/alerts.md#service-down"
     pods = f'namespace="{targets.postgres_namespace}", pod=~"{targets.postgres_cluster}-[0-9]+"'
     rules = [
-        _down("MlflowDown", f'namespace="{targets.mlflow_namespace}", service="mlflow"', "MLflow", runbook),
-        _down("TemporalDown", f'namespace="{targets.temporal_namespace}"', "Temporal", runbook),
+        _down("MlflowDown", {"namespace": targets.mlflow_namespace, "service": "mlflow"}, "MLflow", runbook),
+        _down("TemporalDown", {"namespace": targets.temporal_namespace}, "Temporal", runbook),
         _alert(
             "PostgresDown", f"absent(cnpg_collector_up{{{pods}}} == 1)", for_="5m", severity="critical", runbook=runbook,
             summary=f"PostgreSQL cluster {targets.postgres_cluster} is down",
             description="No instance reports a running PostgreSQL for 5 minutes.",
+            namespace=targets.postgres_namespace,
         ),
         _alert(
             "PostgresInstanceDown", f"cnpg_collector_up{{{pods}}} == 0", for_="5m", severity="warning", runbook=runbook,
@@ -229,7 +233,7 @@ def _service_rules(targets: AlertTargets) -> list[dict]:
         ),
     ]
     if targets.minio_namespace:
-        rules.append(_down("ObjectStoreDown", f'namespace="{targets.minio_namespace}", service="minio"', "MinIO", runbook))
+        rules.append(_down("ObjectStoreDown", {"namespace": targets.minio_namespace, "service": "minio"}, "MinIO", runbook))
     return rules
 
 

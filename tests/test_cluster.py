@@ -6,14 +6,19 @@ import yaml
 
 from tools.render import ROOT
 
+LOOSER_LEVELS = {"mlops-observability": "baseline", "mlops-node-metrics": "privileged"}
 
-def test_each_platform_part_gets_a_restricted_namespace(rendering):
+
+def test_each_platform_part_gets_a_namespace_that_enforces_restricted_where_its_pods_allow(rendering):
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
     per_stack = {"dev": {"mlops-storage"}, "prod": {"mlops-cert-manager"}}[rendering.stack]
-    assert set(namespaces) == {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg"} | per_stack
-    for labels in namespaces.values():
-        for mode in ("enforce", "audit", "warn"):
+    assert set(namespaces) == {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg", *LOOSER_LEVELS} | per_stack
+    for name, labels in namespaces.items():
+        assert labels["pod-security.kubernetes.io/enforce"] == LOOSER_LEVELS.get(name, "restricted")
+        # Where a looser level is enforced, restricted is still audited and warned about.
+        for mode in ("audit", "warn"):
             assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        for mode in ("enforce", "audit", "warn"):
             assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.33"
 
 
@@ -72,6 +77,8 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:redis:Redis",
         "mlops:temporal_stack:TemporalStack",
         "mlops:backups:Backups",
+        "mlops:observability:ObservabilityStack",
+        "mlops:monitoring:PlatformMonitoring",
     } | ({"mlops:cnpg_backup_plugin:CnpgBackupPlugin"} if rendering.stack == "prod" else set())
     for resource in rendering.resources:
         if resource.type.startswith(("mlops:", "pulumi:providers:")):

@@ -129,6 +129,9 @@ def test_auth_admin_artifacts_and_a_second_replica(site, tmp_path, monkeypatch):
         assert status(first_port, search, "mlflow.example.com", ("admin", "wrong-password")) == 401
         assert status(first_port, search, "mlflow.example.com", site["admin"]) == 200
         assert status(first_port, search, "evil.example.net", site["admin"]) == 403
+        # Prometheus scrapes the pod by IP with the admin login its ServiceMonitor reads from the auth Secret.
+        assert status(first_port, "/metrics", "10.244.3.17:5000") == 401
+        assert status(first_port, "/metrics", "10.244.3.17:5000", site["admin"]) == 200
 
         # A client inside the cluster: the Service name (resolved to 127.0.0.1 here), the admin's credentials.
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", site["admin"][0])

@@ -152,3 +152,23 @@ def test_service_host_names_are_allowed_and_others_refused(mlflow_site):
         assert status_with_host(mlflow_site, "attacker.example.com") == 403
     finally:
         stop(process)
+
+
+def test_prometheus_can_scrape_each_pod_by_its_address_and_strangers_cannot(mlflow_site):
+    process = run_pod(mlflow_site)
+    try:
+        assert status_with_host(mlflow_site, "mlflow:5000") == 200  # one request to count
+        request = urllib.request.Request(f"http://127.0.0.1:{mlflow_site['port']}/metrics", headers={"Host": "10.244.1.7:5000"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            metrics = response.read().decode()
+        # Counted across the worker processes (the multiprocess directory lives on the pod's /tmp).
+        assert 'mlflow_http_request_total{method="GET",status="200"}' in metrics
+        assert "mlflow_http_request_duration_seconds_bucket" in metrics
+        assert any((mlflow_site["root"] / "tmp" / "prometheus-metrics").iterdir())
+        for stranger in ("10.244.1.7:8080", "8.8.8.8:5000", "attacker.example.com"):
+            request = urllib.request.Request(f"http://127.0.0.1:{mlflow_site['port']}/metrics", headers={"Host": stranger})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 403, stranger
+    finally:
+        stop(process)

@@ -12,7 +12,8 @@ from tests.support import container, env_of, secret_data
 from tools.render import is_secret, render_stack, unwrap_secrets
 
 PREFIX = "acme-mlops-prod"
-SEED = ("training-datasets", "training-checkpoints", "training-results", "model-weights", "config-schemas", "mlflow-artifacts", "backups")
+# The seed buckets plus `logs`, where prod's Loki keeps its chunks.
+SEED = ("training-datasets", "training-checkpoints", "training-results", "model-weights", "config-schemas", "mlflow-artifacts", "backups", "logs")
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 R2_STORE = {
     "engine": "r2", "accountId": ACCOUNT, "bucketPrefix": PREFIX, "buckets": list(SEED),

@@ -12,7 +12,7 @@ from components.postgres_cluster import Database, PostgresCluster, PostgresClust
 from components.versions import CHARTS, IMAGES
 from tests.support import secret_data
 from tools.reference import chart_values, custom_resource_problems, reference_dir, unknown_values_keys
-from tools.render import render_program
+from tools.render import render_program, render_stack
 
 APPLICATION_DATABASES = ("platform", "users", "labeler")
 
@@ -114,8 +114,11 @@ def test_read_write_endpoint_and_dev_node_port(dev, prod):
     assert not prod.find_all(kind="Service", name="postgres-rw-node-port")
 
 
-def test_no_pod_monitor_while_the_stack_has_no_prometheus_crds(rendering):
-    assert not rendering.find_all(kind="PodMonitor")
+def test_the_pod_monitor_waits_for_the_prometheus_crds_and_goes_with_them(rendering):
+    monitor = rendering.find(kind="PodMonitor", name="postgres-pod-monitor")
+    assert rendering.find(type="kubernetes:helm.sh/v3:Release", name="observability-metrics").urn in monitor.dependencies
+    without = render_stack(rendering.stack, overrides={"mlops-platform:observability": {"enabled": False}})
+    assert not without.find_all(kind="PodMonitor")
 
 
 def render_cluster_with_metrics():

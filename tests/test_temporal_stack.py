@@ -18,7 +18,7 @@ def dev_deployment(dev) -> dict:
 
 
 def release(prod):
-    return prod.find(type="kubernetes:helm.sh/v3:Release")
+    return prod.find(type="kubernetes:helm.sh/v3:Release", name="temporal-chart")
 
 
 def test_dev_server_listens_on_all_interfaces_and_keeps_its_database_on_the_claim(dev):
@@ -53,7 +53,7 @@ def test_dev_grpc_and_ui_services_with_seed_node_ports(dev):
 
 
 def test_dev_has_no_chart_and_prod_no_dev_server(dev, prod):
-    assert not dev.find_all(type="kubernetes:helm.sh/v3:Release")
+    assert not dev.find_all(type="kubernetes:helm.sh/v3:Release", name="temporal-chart")
     assert not prod.find_all(kind="Deployment", name="temporal")
     assert not prod.find_all(kind="PersistentVolumeClaim", name="temporal-data")
 

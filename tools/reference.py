@@ -115,12 +115,15 @@ def chart_values(chart: str, version: str) -> dict | None:
 
 def unknown_values_keys(values: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Paths in `values` that the chart's values.yaml does not declare. Below a key whose default is empty
-    ({} or null) the chart takes free-form content, so nothing there is checked."""
+    ({} or null) the chart takes free-form content, so nothing there is checked; nor below `resources`, a
+    Kubernetes ResourceRequirements whose default may list requests only."""
     unknown = []
     for key, value in values.items():
         path = f"{prefix}{key}"
         if key not in reference:
             unknown.append(path)
+        elif key == "resources":
+            continue
         elif isinstance(value, Mapping) and isinstance(reference[key], Mapping) and reference[key]:
             unknown += unknown_values_keys(value, reference[key], f"{path}.")
     return unknown

@@ -1,0 +1,329 @@
+"""The platform's alerts, checked by Prometheus' own tools: `promtool check rules` on every PrometheusRule the stacks
+render, and `promtool test rules` proving each alert fires after its `for` and stays silent below its threshold.
+Kind's local-path volumes emit no volume stats, so these tests are the proof that the storage alerts work.
+Also: `amtool check-config` on Alertmanager's configuration, and the dashboards' queries through promtool's parser.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.backups import BackupRun
+from components.monitoring import AlertTargets, alert_groups, dashboards, longest_gap_seconds, stale_after_seconds
+from components.observability import alertmanager_config
+from tools.render import ROOT
+
+PROMTOOL = shutil.which("promtool")
+AMTOOL = shutil.which("amtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager) is not installed")
+
+DATA, MLFLOW, TEMPORAL, STORAGE = "mlops-data", "mlops-mlflow", "mlops-temporal", "mlops-storage"
+
+
+def rule_groups(rendering) -> list[dict]:
+    (rule,) = rendering.find_all(kind="PrometheusRule")
+    return rule.manifest()["spec"]["groups"]
+
+
+def rules_by_alert(groups) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for group in groups:
+        for rule in group["rules"]:
+            found.setdefault(rule["alert"], []).append(rule)
+    return found
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@needs_promtool
+def test_promtool_accepts_every_rendered_rule(rendering, tmp_path):
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups(rendering)}))
+    result = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"SUCCESS: \d+ rules found", result.stdout + result.stderr)
+
+
+def test_every_alert_has_a_severity_summary_and_a_runbook_that_exists(rendering):
+    for group in rule_groups(rendering):
+        assert group["name"].startswith("mlops-")
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("warning", "critical")
+            assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+            path, anchor = rule["annotations"]["runbook_url"].split("#")
+            text = (ROOT / path).read_text()
+            headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", text, re.M)}
+            assert anchor in headings, (rule["alert"], anchor)
+
+
+def test_the_alert_set_per_stack(dev, prod):
+    assert set(rules_by_alert(rule_groups(dev))) == {
+        "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
+        "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown", "ObjectStoreDown",
+    }
+    assert set(rules_by_alert(rule_groups(prod))) == {
+        "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
+        "PostgresWalArchivingFailing", "PostgresBaseBackupFailed", "PostgresBaseBackupStale",
+        "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown",
+    }
+    # One staleness alert per backup CronJob the stack runs.
+    assert {r["labels"]["backup"] for r in rules_by_alert(rule_groups(dev))["BackupStale"]} == {
+        "backup-postgres-logical", "backup-mlflow-sqlite", "backup-objects-mirror",
+    }
+    assert {r["labels"]["backup"] for r in rules_by_alert(rule_groups(prod))["BackupStale"]} == {"backup-postgres-logical"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# promtool test rules: each case is series, then an evaluation before the alert may fire and one after
+# --------------------------------------------------------------------------------------------------------------
+
+PVC = {"namespace": DATA, "persistentvolumeclaim": "redis-data"}
+GiB = 2**30
+
+
+def series(name: str, labels: dict, values: str) -> dict:
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+def volume(used: str, capacity: str, labels=PVC) -> list[dict]:
+    return [
+        series("kubelet_volume_stats_used_bytes", labels, used),
+        series("kubelet_volume_stats_capacity_bytes", labels, capacity),
+    ]
+
+
+CRON = {"namespace": DATA, "cronjob": "backup-postgres-logical"}
+STALE_AFTER_MINUTES = 99000 // 60  # 0 2 * * *: a day's gap + the 3 h deadline + 30 min grace
+DEV_CASES = [
+    # (name, alert, interval, input series, [(eval time, expected labels or None)])
+    ("disk 85 % full", "PVCAlmostFull", "1m", volume("85x20", "100x20"), [("4m", None), ("6m", PVC)]),
+    ("disk 79 % full", "PVCAlmostFull", "1m", volume("79x20", "100x20"), [("15m", None)]),
+    ("full disk outside the platform", "PVCAlmostFull", "1m",
+     volume("95x20", "100x20", {"namespace": "kube-system", "persistentvolumeclaim": "x"}), [("15m", None)]),
+    ("filling: 50 GiB free, losing 100 MB a minute", "PVCFillingSoon", "1m",
+     [series("kubelet_volume_stats_available_bytes", PVC, f"{50 * GiB}-100000000x200")], [("30m", None), ("2h", PVC)]),
+    ("growing slowly: 50 GiB free, losing 100 kB a minute", "PVCFillingSoon", "1m",
+     [series("kubelet_volume_stats_available_bytes", PVC, f"{50 * GiB}-100000x200")], [("3h", None)]),
+    # Samples a minute apart: Prometheus forgets a series 5 minutes after its last sample.
+    ("no successful dump since the epoch", "BackupStale", "1m",
+     [series("kube_cronjob_status_last_successful_time", CRON, "0x1700")],
+     [(f"{STALE_AFTER_MINUTES - 10}m", None), (f"{STALE_AFTER_MINUTES + 10}m", CRON)]),
+    ("a dump every day", "BackupStale", "1m",
+     [series("kube_cronjob_status_last_successful_time", CRON, "0x1439 86400x600")], [("2000m", None)]),
+    ("a CronJob that never succeeded", "BackupStale", "1m",
+     [series("kube_cronjob_created", CRON, "0x1700")],
+     [(f"{STALE_AFTER_MINUTES - 10}m", None), (f"{STALE_AFTER_MINUTES + 10}m", CRON)]),
+    ("a dump job failed", "BackupJobFailed", "1m",
+     [series("kube_job_failed", {"condition": "true", "namespace": DATA, "job_name": "backup-postgres-logical-29400120"}, "0 1x10")],
+     [("1m", None), ("3m", {"condition": "true", "namespace": DATA, "job_name": "backup-postgres-logical-29400120"})]),
+    ("some other job failed", "BackupJobFailed", "1m",
+     [series("kube_job_failed", {"condition": "true", "namespace": DATA, "job_name": "migrate-29400120"}, "1x10")], [("5m", None)]),
+    ("mlflow stops answering scrapes", "MlflowDown", "1m",
+     [series("up", {"namespace": MLFLOW, "service": "mlflow", "pod": "mlflow-0"}, "1 0x20")],
+     [("4m", None), ("8m", {"namespace": MLFLOW, "service": "mlflow"})]),
+    ("mlflow answers", "MlflowDown", "1m", [series("up", {"namespace": MLFLOW, "service": "mlflow", "pod": "mlflow-0"}, "1x20")], [("15m", None)]),
+    ("temporal has no targets at all", "TemporalDown", "1m",
+     [series("up", {"namespace": "elsewhere"}, "1x20")], [("4m", None), ("8m", {"namespace": TEMPORAL})]),
+    ("temporal answers", "TemporalDown", "1m", [series("up", {"namespace": TEMPORAL, "pod": "t"}, "1x20")], [("15m", None)]),
+    ("postgres reports down", "PostgresDown", "1m",
+     [series("cnpg_collector_up", {"namespace": DATA, "pod": "postgres-1"}, "0x20")], [("4m", None), ("8m", {"namespace": DATA})]),
+    ("postgres reports up", "PostgresDown", "1m", [series("cnpg_collector_up", {"namespace": DATA, "pod": "postgres-1"}, "1x20")], [("15m", None)]),
+    ("one instance down", "PostgresInstanceDown", "1m",
+     [series("cnpg_collector_up", {"namespace": DATA, "pod": "postgres-2"}, "0x20")],
+     [("4m", None), ("8m", {"namespace": DATA, "pod": "postgres-2"})]),
+    ("every instance up", "PostgresInstanceDown", "1m", [series("cnpg_collector_up", {"namespace": DATA, "pod": "postgres-2"}, "1x20")], [("15m", None)]),
+    ("minio stops answering", "ObjectStoreDown", "1m",
+     [series("up", {"namespace": STORAGE, "service": "minio"}, "0x20")], [("4m", None), ("8m", {"namespace": STORAGE, "service": "minio"})]),
+    ("minio answers", "ObjectStoreDown", "1m", [series("up", {"namespace": STORAGE, "service": "minio"}, "1x20")], [("15m", None)]),
+]
+PODS = {"namespace": DATA, "pod": "postgres-1"}
+BASE_STALE_MINUTES = (86400 + 3 * 3600) // 60
+PROD_CASES = [
+    ("archiving fails after the last success", "PostgresWalArchivingFailing", "1m",
+     [series("cnpg_pg_stat_archiver_last_failed_time", PODS, "200x20"), series("cnpg_pg_stat_archiver_last_archived_time", PODS, "100x20")],
+     [("4m", None), ("6m", PODS)]),
+    ("archiving recovered", "PostgresWalArchivingFailing", "1m",
+     [series("cnpg_pg_stat_archiver_last_failed_time", PODS, "100x20"), series("cnpg_pg_stat_archiver_last_archived_time", PODS, "200x20")],
+     [("15m", None)]),
+    ("the last base backup failed", "PostgresBaseBackupFailed", "1m",
+     [series("barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp", PODS, "200x20"),
+      series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "100x20")],
+     [("4m", None), ("6m", {})]),
+    ("a good backup after an old failure", "PostgresBaseBackupFailed", "1m",
+     [series("barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp", PODS, "100x20"),
+      series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "200x20")],
+     [("15m", None)]),
+    ("no base backup for more than a day", "PostgresBaseBackupStale", "1m",
+     [series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "0x1700")],
+     [(f"{BASE_STALE_MINUTES - 10}m", None), (f"{BASE_STALE_MINUTES + 20}m", {})]),
+    ("a base backup every day", "PostgresBaseBackupStale", "1m",
+     [series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "0x1439 86400x600")], [("2000m", None)]),
+]
+CASES = {"dev": DEV_CASES, "prod": PROD_CASES}
+
+
+def without_annotations(groups: list[dict]) -> list[dict]:
+    """promtool compares annotations exactly; the cases check expressions, labels and timing."""
+    groups = copy.deepcopy(groups)
+    for group in groups:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    return groups
+
+
+def promtool_tests(groups: list[dict], cases) -> list[dict]:
+    rules = rules_by_alert(groups)
+    tests = []
+    for name, alert, interval, inputs, evaluations in cases:
+        checks = []
+        for eval_time, labels in evaluations:
+            expected = []
+            if labels is not None:
+                # Several rules share an alert name (BackupStale): take the one whose expression names these labels.
+                (rule,) = [r for r in rules[alert] if all(f'"{v}"' in r["expr"] for v in labels.values())][:1] or rules[alert][:1]
+                expected = [{"exp_labels": {**rule["labels"], **labels}}]
+            checks.append({"eval_time": eval_time, "alertname": alert, "exp_alerts": expected})
+        tests.append({"name": name, "interval": interval, "input_series": inputs, "alert_rule_test": checks})
+    return tests
+
+
+def run_promtool_tests(groups: list[dict], tests: list[dict], directory: Path) -> subprocess.CompletedProcess:
+    (directory / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    (directory / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}, sort_keys=False)
+    )
+    return promtool("test", "rules", "tests.yaml", cwd=directory)
+
+
+def test_every_alert_has_a_firing_and_a_silent_case(renderings):
+    for stack, cases in CASES.items():
+        alerts = set(rules_by_alert(rule_groups(renderings[stack])))
+        firing = {alert for _, alert, _, _, evaluations in cases if any(labels is not None for _, labels in evaluations)}
+        silent = {alert for _, alert, _, _, evaluations in cases if any(labels is None for _, labels in evaluations)}
+        assert alerts - {a for _, a, *_ in DEV_CASES} - {a for _, a, *_ in PROD_CASES} == set(), stack
+        assert {a for _, a, *_ in cases} <= alerts
+        assert {a for _, a, *_ in cases} <= firing & silent
+
+
+@needs_promtool
+@pytest.mark.parametrize("stack", sorted(CASES))
+def test_each_alert_fires_after_its_for_and_not_below_its_threshold(renderings, stack, tmp_path):
+    groups = without_annotations(rule_groups(renderings[stack]))
+    result = run_promtool_tests(groups, promtool_tests(groups, CASES[stack]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_the_promtool_harness_fails_on_a_wrong_expectation(dev, tmp_path):
+    groups = without_annotations(rule_groups(dev))
+    wrong = [("79 % is not almost full", "PVCAlmostFull", "1m", volume("79x20", "100x20"), [("15m", PVC)])]
+    result = run_promtool_tests(groups, promtool_tests(groups, wrong), tmp_path)
+    assert result.returncode != 0
+    assert "PVCAlmostFull" in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_the_summary_names_the_claim_and_how_full_it_is(dev, tmp_path):
+    groups = rule_groups(dev)
+    (rule,) = rules_by_alert(groups)["PVCAlmostFull"]
+    expected = {
+        "exp_labels": {**rule["labels"], **PVC},
+        "exp_annotations": {**rule["annotations"], "summary": "Claim mlops-data/redis-data is 85% full"},
+    }
+    test = {"interval": "1m", "input_series": volume("85x20", "100x20"),
+            "alert_rule_test": [{"eval_time": "10m", "alertname": "PVCAlmostFull", "exp_alerts": [expected]}]}
+    result = run_promtool_tests(groups, [test], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Thresholds, Alertmanager and dashboards
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "gap_hours"),
+    [("0 2 * * *", 24), ("15 * * * *", 1), ("*/15 * * * *", 0.25), ("0 3 * * 0", 168), ("0 1 * * 1-5", 72), ("0 0 1 * *", 31 * 24)],
+)
+def test_the_longest_gap_of_a_schedule(schedule, gap_hours):
+    assert longest_gap_seconds(schedule) == gap_hours * 3600
+
+
+def test_staleness_allows_a_whole_gap_plus_the_runs_deadline():
+    run = BackupRun("backup-x", "ns", "0 2 * * *", deadline_seconds=3 * 3600)
+    assert stale_after_seconds(run) == 24 * 3600 + 3 * 3600 + 1800
+
+
+@needs_amtool
+@pytest.mark.parametrize(
+    ("receiver", "url"),
+    [("none", None), ("webhook", "https://hooks.example.com/alert"), ("slack", "https://hooks.slack.com/services/T0/B0/x")],
+)
+def test_amtool_accepts_the_alertmanager_config(receiver, url, tmp_path):
+    (tmp_path / "alertmanager.yaml").write_text(alertmanager_config(receiver, url, "#alerts" if receiver == "slack" else ""))
+    result = subprocess.run([AMTOOL, "check-config", "alertmanager.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_critical_alerts_silence_their_warnings_and_watchdog_pages_nobody():
+    config = yaml.safe_load(alertmanager_config("webhook", "https://hooks.example.com/alert"))
+    assert config["inhibit_rules"][0]["source_matchers"] == ["severity = critical"]
+    (watchdog,) = config["route"]["routes"]
+    assert watchdog["receiver"] == "null" and {"name": "null"} in config["receivers"]
+
+
+def dashboard_queries(rendering) -> dict[str, list[str]]:
+    """PromQL of every Prometheus panel, by dashboard file (LogQL panels excluded)."""
+    found = {}
+    for config_map in rendering.find_all(kind="ConfigMap"):
+        if config_map.metadata.get("labels", {}).get("grafana_dashboard") != "1":
+            continue
+        for file_name, text in config_map.inputs["data"].items():
+            board = yaml.safe_load(text)
+            found[file_name] = [
+                target["expr"] for panel in board["panels"] if panel["datasource"]["type"] == "prometheus" for target in panel["targets"]
+            ]
+    return found
+
+
+def test_three_dashboards_as_config_maps_for_the_grafana_sidecar(rendering):
+    queries = dashboard_queries(rendering)
+    assert set(queries) == {"mlops-storage.json", "mlops-backups.json", "mlops-services.json"}
+    assert all(queries.values())
+    joined = "\n".join(q for qs in queries.values() for q in qs)
+    assert "predict_linear(kubelet_volume_stats_available_bytes" in joined
+    assert "kube_cronjob_status_last_successful_time" in joined
+
+
+@needs_promtool
+def test_every_dashboard_query_parses(rendering, tmp_path):
+    queries = [q for qs in dashboard_queries(rendering).values() for q in qs]
+    # promtool parses PromQL in recording rules; each query becomes one.
+    recording = [{"record": f"dashboard:query_{n}:check", "expr": q} for n, q in enumerate(queries)]
+    (tmp_path / "queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": recording}]}))
+    result = promtool("check", "rules", "queries.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_are_a_pure_function_of_their_targets():
+    targets = AlertTargets(
+        platform_namespaces=("a",), backups=(), mlflow_namespace="m", temporal_namespace="t",
+        postgres_namespace="d", postgres_cluster="pg",
+    )
+    assert alert_groups(targets) == alert_groups(targets)
+    assert [r["alert"] for g in alert_groups(targets) for r in g["rules"]] == [
+        "PVCAlmostFull", "PVCFillingSoon", "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown",
+    ]
+    assert set(dashboards(targets)) == {"mlops-storage", "mlops-backups", "mlops-services"}
