@@ -16,6 +16,7 @@ from components.mlflow_server import (
     SqliteBackend,
 )
 from components.monitoring import AlertTargets, PlatformMonitoring, PlatformMonitoringArgs
+from components.network_policies import ANYWHERE, Flow, NetworkPolicies, NetworkPoliciesArgs
 from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
 from components.observability import LokiObjectStorage, ObservabilityStack, ObservabilityStackArgs
 from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
@@ -48,6 +49,61 @@ foundation = ClusterFoundation(
 )
 namespaces = foundation.namespaces
 observe = config.observability
+
+# Ports behind each dev NodePort: host traffic arrives from the node, not from a pod, so it is admitted from anywhere.
+NODE_PORT_TARGETS = {
+    "minioApi": ("storage", 9000), "minioConsole": ("storage", 9001), "mlflow": ("mlflow", 5000),
+    "postgres": ("data", 5432), "redis": ("data", 6379), "temporalGrpc": ("temporal", 7233),
+    "temporalUi": ("temporal", 8233), "prometheus": ("observability", 9090), "grafana": ("observability", 3000),
+    "loki": ("observability", 3100),
+}
+POSTGRES_PODS = {"cnpg.io/cluster": "postgres"}
+
+
+def platform_flows() -> tuple[Flow, ...]:
+    """Every ingress flow between namespaces (traffic within a namespace is always admitted)."""
+    roles = set(config.namespace_roles)
+    postgres_clients = (
+        ("mlflow",) if config.mlflow.engine == "postgres" else ()) + (("temporal",) if config.temporal.engine == "chart" else ())
+    flows = [
+        Flow("mlflow-clients", "mlflow", (5000,), ("clients",),
+             source_namespaces=(config.mlflow.ingress.controller_namespace,) if config.mlflow.ingress else ()),
+        Flow("postgres-clients", "data", (5432,), (*postgres_clients, "clients"), pods=POSTGRES_PODS),
+        # The operator manages each instance through its status port and the plugin's sidecar.
+        Flow("postgres-operator", "data", (), ("cnpg",), pods=POSTGRES_PODS),
+        Flow("redis-clients", "data", (6379,), ("clients",), pods={"app.kubernetes.io/name": "redis"}),
+        Flow("temporal-clients", "temporal", (7233,), ("clients",)),
+        # Admission webhooks are called by the API server, which is not a pod.
+        Flow("cnpg-webhook", "cnpg", (9443,), (ANYWHERE,)),
+    ]
+    if "storage" in roles:
+        s3_users = ("mlflow", "data", *(("observability",) if observe.enabled else ()))
+        flows.append(Flow("s3-clients", "storage", (9000,), (*s3_users, "clients")))
+    if "cert-manager" in roles:
+        flows.append(Flow("cert-manager-webhook", "cert-manager", (10250,), (ANYWHERE,)))
+    if observe.enabled:
+        flows.append(Flow("operator-webhook", "observability", (10250,), (ANYWHERE,)))
+        # Prometheus scrapes every namespace's metrics ports.
+        flows += [
+            Flow("prometheus-scrape", role, (), ("observability",), source_pods={"app.kubernetes.io/name": "prometheus"})
+            for role in sorted(roles - {"observability"})
+        ]
+    for role, node_port in sorted(ports.items()):
+        namespace, target = NODE_PORT_TARGETS[role]
+        if namespace in roles:  # e.g. no observability namespace when it is turned off
+            flows.append(Flow(f"node-port-{node_port}", namespace, (target,), (ANYWHERE,)))
+    return tuple(flows)
+
+
+NetworkPolicies(
+    "network",
+    NetworkPoliciesArgs(
+        namespaces=namespaces,
+        namespace_names={role: config.namespace(role) for role in config.namespace_roles},
+        flows=platform_flows(),
+    ),
+    opts=platform,
+)
 
 
 def observability_stack(loki_objects: LokiObjectStorage | None) -> ObservabilityStack:

@@ -262,9 +262,19 @@ def _cron_job(
     opts: pulumi.ResourceOptions,
 ) -> k8s.batch.v1.CronJob:
     metadata_labels = {**kube.labels("backups", "backup"), BACKUP_LABEL: backup}
+    pod_spec = k8s.core.v1.PodSpecArgs(
+        restart_policy="Never",
+        automount_service_account_token=False,
+        security_context=kube.pod_security(uid),
+        init_containers=init_containers or None,
+        containers=containers,
+        volumes=volumes,
+    )
     return k8s.batch.v1.CronJob(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"backup-{backup}", namespace=namespace, labels=metadata_labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=f"backup-{backup}", namespace=namespace, labels=metadata_labels, annotations=kube.scanner_skips(pod_spec)
+        ),
         spec=k8s.batch.v1.CronJobSpecArgs(
             schedule=schedule,
             time_zone="Etc/UTC",
@@ -278,17 +288,7 @@ def _cron_job(
                 spec=k8s.batch.v1.JobSpecArgs(
                     backoff_limit=2,
                     active_deadline_seconds=deadline_seconds,
-                    template=k8s.core.v1.PodTemplateSpecArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(labels=metadata_labels),
-                        spec=k8s.core.v1.PodSpecArgs(
-                            restart_policy="Never",
-                            automount_service_account_token=False,
-                            security_context=kube.pod_security(uid),
-                            init_containers=init_containers or None,
-                            containers=containers,
-                            volumes=volumes,
-                        ),
-                    ),
+                    template=k8s.core.v1.PodTemplateSpecArgs(metadata=k8s.meta.v1.ObjectMetaArgs(labels=metadata_labels), spec=pod_spec),
                 ),
             ),
         ),

@@ -155,6 +155,8 @@ class IngressConfig:
     """Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set)."""
     cluster_issuer: str = ""
     """cert-manager ClusterIssuer to request the certificate from (empty: none)."""
+    controller_namespace: str = "ingress-nginx"
+    """Namespace of the ingress controller, whose pods the NetworkPolicy admits to MLflow."""
 
 
 @dataclass(frozen=True)
@@ -629,6 +631,7 @@ def _ingress(parent: _Reader) -> IngressConfig | None:
         class_name=i.get("className", "nginx", i.check.string),
         tls_secret=i.get("tlsSecret", "", i.check.dns_subdomain),
         cluster_issuer=i.get("clusterIssuer", "", i.check.string),
+        controller_namespace=i.get("controllerNamespace", "ingress-nginx", i.check.dns_label),
     )
     i.finish()
     if host is None and "host" not in i.raw:

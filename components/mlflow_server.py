@@ -340,9 +340,12 @@ def _pod_spec(args: MlflowServerArgs, backend: _BackendParts, spread: bool = Fal
 
 
 def _replicated_server(name: str, args: MlflowServerArgs, backend: _BackendParts, child: pulumi.ResourceOptions) -> None:
+    pod_spec = _pod_spec(args, backend, spread=args.replicas > 1)
     k8s.apps.v1.Deployment(
         f"{name}-server",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name="mlflow", namespace=args.namespace, labels=kube.labels("mlflow", "server")),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="mlflow", namespace=args.namespace, labels=kube.labels("mlflow", "server"), annotations=kube.scanner_skips(pod_spec)
+        ),
         spec=k8s.apps.v1.DeploymentSpecArgs(
             replicas=args.replicas,
             # One new pod at a time, never below the wanted count: rollouts keep the server available.
@@ -353,7 +356,7 @@ def _replicated_server(name: str, args: MlflowServerArgs, backend: _BackendParts
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector("mlflow", "server")),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("mlflow", "server")),
-                spec=_pod_spec(args, backend, spread=args.replicas > 1),
+                spec=pod_spec,
             ),
         ),
         opts=child,

@@ -332,9 +332,17 @@ class _MinioEngine:
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
         )
+        pod_spec = k8s.core.v1.PodSpecArgs(
+            automount_service_account_token=False,
+            security_context=kube.pod_security(MINIO_UID),
+            containers=[container],
+            volumes=[kube.claim_volume(claim), kube.scratch_volume()],
+        )
         return k8s.apps.v1.StatefulSet(
             f"{name}-server",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="minio", namespace=namespace, labels=kube.labels("minio", "server")),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="minio", namespace=namespace, labels=kube.labels("minio", "server"), annotations=kube.scanner_skips(pod_spec)
+            ),
             spec=k8s.apps.v1.StatefulSetSpecArgs(
                 # One replica: MinIO's filesystem mode on a single ReadWriteOnce claim has exactly one writer.
                 replicas=1,
@@ -342,15 +350,7 @@ class _MinioEngine:
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector("minio", "server")),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("minio", "server")),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        automount_service_account_token=False,
-                        security_context=kube.pod_security(MINIO_UID),
-                        containers=[container],
-                        volumes=[
-                            kube.claim_volume(claim),
-                            kube.scratch_volume(),
-                        ],
-                    ),
+                    spec=pod_spec,
                 ),
             ),
             opts=child,
@@ -364,35 +364,33 @@ class _MinioEngine:
             *[kube.secret_env(_env_name(c), s.metadata.name, CONSUMER_SECRET_KEY) for c, s in job_secrets.items()],
             *kube.plain_env({"MINIO_ENDPOINT": pulumi.Output.concat("http://minio.", args.namespace, f".svc:{S3_PORT}")}),
         ]
+        pod_spec = k8s.core.v1.PodSpecArgs(
+            restart_policy="OnFailure",
+            automount_service_account_token=False,
+            security_context=kube.pod_security(MINIO_UID),
+            containers=[
+                k8s.core.v1.ContainerArgs(
+                    name="mc",
+                    image=IMAGES["mc"],
+                    command=["/bin/sh", "-c", setup_script(args.buckets, args.consumers)],
+                    env=env,
+                    resources=kube.resources(ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "200m", "memory": "128Mi"})),
+                    security_context=kube.container_security(),
+                    volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+                )
+            ],
+            volumes=[kube.scratch_volume()],
+        )
         return k8s.batch.v1.Job(
             # No metadata.name: a changed script replaces the Job (its template is immutable) under a fresh name.
             f"{name}-setup",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=kube.labels("minio", "setup")),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=args.namespace, labels=kube.labels("minio", "setup"), annotations=kube.scanner_skips(pod_spec)
+            ),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=4,
                 active_deadline_seconds=900,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("minio", "setup")),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="OnFailure",
-                        automount_service_account_token=False,
-                        security_context=kube.pod_security(MINIO_UID),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="mc",
-                                image=IMAGES["mc"],
-                                command=["/bin/sh", "-c", setup_script(args.buckets, args.consumers)],
-                                env=env,
-                                resources=kube.resources(
-                                    ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "200m", "memory": "128Mi"})
-                                ),
-                                security_context=kube.container_security(),
-                                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
-                            )
-                        ],
-                        volumes=[kube.scratch_volume()],
-                    ),
-                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("minio", "setup")), spec=pod_spec),
             ),
             # Pulumi waits for the StatefulSet to be ready before starting the Job against it.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[server])),

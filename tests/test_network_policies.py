@@ -1,0 +1,123 @@
+"""NetworkPolicies: every namespace the platform creates denies ingress by default and admits only declared flows."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.network_policies import CLIENT_LABEL, Flow, policy_spec
+from tools.render import render_stack
+
+
+def policies(rendering) -> dict[str, dict[str, dict]]:
+    found: dict[str, dict[str, dict]] = {}
+    for policy in rendering.find_all(kind="NetworkPolicy"):
+        found.setdefault(policy.metadata["namespace"], {})[policy.metadata["name"]] = policy.inputs["spec"]
+    return found
+
+
+def sources(spec: dict) -> set[str]:
+    """Namespace names (or `clients`, or `anywhere`) a policy admits."""
+    (rule,) = spec["ingress"]
+    if "from" not in rule:
+        return {"anywhere"}
+    names = set()
+    for peer in rule["from"]:
+        labels = peer.get("namespaceSelector", {}).get("matchLabels", {})
+        names.add(labels.get("kubernetes.io/metadata.name") or ("clients" if labels.get(CLIENT_LABEL) == "true" else "?"))
+    return names
+
+
+def ports(spec: dict) -> set[int]:
+    (rule,) = spec["ingress"]
+    return {p["port"] for p in rule.get("ports", [])}
+
+
+def test_every_platform_namespace_denies_ingress_by_default(rendering):
+    found = policies(rendering)
+    namespaces = {ns.metadata["name"] for ns in rendering.find_all(kind="Namespace")}
+    assert set(found) == namespaces
+    for namespace, by_name in found.items():
+        deny = by_name["default-deny-ingress"]
+        assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, namespace
+        assert by_name["allow-same-namespace"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+
+
+def test_prod_mlflow_reaches_postgres_and_so_does_temporal(prod):
+    postgres = policies(prod)["mlops-data"]["allow-postgres-clients"]
+    assert sources(postgres) == {"mlops-mlflow", "mlops-temporal", "clients"}
+    assert ports(postgres) == {5432}
+    assert postgres["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "postgres"}}
+
+
+def test_dev_postgres_clients_are_labelled_namespaces_and_the_node_port(dev):
+    data = policies(dev)["mlops-data"]
+    assert sources(data["allow-postgres-clients"]) == {"clients"}
+    assert sources(data["allow-node-port-30543"]) == {"anywhere"} and ports(data["allow-node-port-30543"]) == {5432}
+
+
+def test_the_object_store_admits_its_consumers_only_on_the_s3_port(dev):
+    s3 = policies(dev)["mlops-storage"]["allow-s3-clients"]
+    # MLflow's artifacts and SQLite backup, the dumps and mirror in data, Prometheus' scrape.
+    assert sources(s3) == {"mlops-mlflow", "mlops-data", "mlops-observability", "clients"}
+    assert ports(s3) == {9000}
+
+
+def test_prometheus_alone_scrapes_every_other_namespace(rendering):
+    found = policies(rendering)
+    for namespace, by_name in found.items():
+        if namespace == "mlops-observability":
+            assert "allow-prometheus-scrape" not in by_name
+            continue
+        scrape = by_name["allow-prometheus-scrape"]
+        (peer,) = scrape["ingress"][0]["from"]
+        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "mlops-observability"}
+        assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+
+
+def test_webhooks_are_reachable_from_the_api_server(rendering):
+    found = policies(rendering)
+    assert ports(found["mlops-cnpg"]["allow-cnpg-webhook"]) == {9443}
+    assert ports(found["mlops-observability"]["allow-operator-webhook"]) == {10250}
+    if rendering.stack == "prod":
+        assert ports(found["mlops-cert-manager"]["allow-cert-manager-webhook"]) == {10250}
+
+
+def test_prod_mlflow_admits_the_ingress_controller_and_no_node_ports(prod):
+    mlflow = policies(prod)["mlops-mlflow"]
+    assert sources(mlflow["allow-mlflow-clients"]) == {"clients", "ingress-nginx"}
+    assert not [name for by_name in policies(prod).values() for name in by_name if name.startswith("allow-node-port")]
+
+
+def test_each_dev_node_port_is_admitted_on_its_target_port_only(dev):
+    node_port_policies = {
+        name: spec for by_name in policies(dev).values() for name, spec in by_name.items() if name.startswith("allow-node-port")
+    }
+    assert len(node_port_policies) == 10
+    assert all(len(ports(spec)) == 1 and sources(spec) == {"anywhere"} for spec in node_port_policies.values())
+
+
+def test_a_flow_into_an_unknown_namespace_is_refused():
+    from components.network_policies import NetworkPolicies, NetworkPoliciesArgs
+    from tools.render import render_program
+
+    def program():
+        NetworkPolicies("n", NetworkPoliciesArgs(namespaces={"a": "ns-a"}, namespace_names={"a": "ns-a"}, flows=(Flow("x", "b", (1,), ("a",)),)))
+
+    with pytest.raises(Exception, match="does not create"):
+        render_program(program)
+
+
+def test_a_flow_spec_names_ports_and_peers():
+    spec = policy_spec(Flow("x", "a", (80, 443), ("b", "clients")), {"a": "ns-a", "b": "ns-b"})
+    assert spec["ingress"] == [{
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ns-b"}}},
+            {"namespaceSelector": {"matchLabels": {CLIENT_LABEL: "true"}}},
+        ],
+        "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}],
+    }]
+
+
+def test_without_observability_there_is_no_scrape_flow():
+    rendering = render_stack("dev", overrides={"mlops-platform:observability": {"enabled": False}})
+    assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
