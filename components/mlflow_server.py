@@ -289,6 +289,9 @@ def _pod_spec(args: MlflowServerArgs, backend: _BackendParts, spread: bool = Fal
                 **client_env,
                 # MLflow's artifact proxy reads its own variable, not boto3's AWS_ENDPOINT_URL_S3.
                 "MLFLOW_S3_ENDPOINT_URL": client_env["AWS_ENDPOINT_URL_S3"],
+                # MLflow >= 3.x also starts a GenAI job runner with eight consumer processes (~800 MiB) by default;
+                # a tracking server does not use it, and with it the pod would outgrow its memory limit.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                 "HOME": "/tmp",
             }
         ),

@@ -79,6 +79,7 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:backups:Backups",
         "mlops:observability:ObservabilityStack",
         "mlops:monitoring:PlatformMonitoring",
+        "mlops:network_policies:NetworkPolicies",
     } | ({"mlops:cnpg_backup_plugin:CnpgBackupPlugin"} if rendering.stack == "prod" else set())
     for resource in rendering.resources:
         if resource.type.startswith(("mlops:", "pulumi:providers:")):
