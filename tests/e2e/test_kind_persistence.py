@@ -4,47 +4,16 @@ and check that nothing was lost. Needs docker, kind, kubectl and pulumi; skips, 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tools.render import ROOT
+from tests.e2e.kind import kubectl, needs_kind
 
-CONTEXT = "kind-mlops"
 MLFLOW_URL = "http://localhost:30500"
-
-
-def _cluster_unreachable_reason() -> str | None:
-    for tool in ("kubectl", "pulumi", "kind", "docker"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed; the e2e test needs a Kind cluster (scripts/dev-up.sh)"
-    probe = subprocess.run(
-        ["kubectl", "--context", CONTEXT, "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=20
-    )
-    if probe.returncode != 0:
-        return f"no Kubernetes cluster reachable at context {CONTEXT}: {probe.stderr.strip()[:200]}"
-    return None
-
-
-pytestmark = pytest.mark.skipif(
-    (reason := _cluster_unreachable_reason()) is not None, reason=reason or ""
-)
-
-
-def kubectl(*args: str, timeout: int = 300) -> str:
-    result = subprocess.run(["kubectl", "--context", CONTEXT, *args], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def platform():
-    """The dev stack, up (idempotent: an existing stack is only updated)."""
-    subprocess.run(["bash", str(ROOT / "scripts" / "dev-up.sh")], check=True, timeout=1800)
+pytestmark = needs_kind
 
 
 def restart_pods(namespace: str, app: str, workload: str) -> None:
