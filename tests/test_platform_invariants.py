@@ -6,6 +6,7 @@ import json
 import re
 
 from tests.support import containers, pod_spec, workloads
+from tools.render import unwrap_secrets
 
 STATEFUL_KINDS = ("PersistentVolumeClaim", "StorageClass", "Cluster", "Database")
 DEFAULT_CREDENTIALS = ("minioadmin", "password1234", "prom-operator", "admin:admin", "changeme")
@@ -50,6 +51,12 @@ def test_generated_secrets_appear_only_inside_secret_objects(rendering):
             assert not any(s in text for s in secrets), f"{resource.kind} {resource.name} holds a secret value"
     assert all(s in in_secrets for s in secrets)
     assert not any(s in json.dumps(rendering.outputs) for s in secrets)
+    # Nor in any Helm release's values (charts would template them into ConfigMaps or env, and state keeps them).
+    releases = [r for r in rendering.resources if r.type.startswith("kubernetes:helm.sh/")]
+    assert len(releases) >= 3
+    for release in releases:
+        values = json.dumps(unwrap_secrets(release.inputs.get("values") or {}), default=str)
+        assert not any(s in values for s in secrets), f"Helm release {release.name} holds a secret value"
 
 
 def test_no_default_credentials_anywhere(rendering):
