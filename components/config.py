@@ -49,6 +49,8 @@ _CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
 _CRON5 = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
 _CRON6 = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{5}}$")
 _BARMAN_RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/.*)?$")
+_GO_DURATION = re.compile(r"^[1-9][0-9]*(s|m|h)$")
 _PROM_DURATION = re.compile(r"^[1-9][0-9]*[hdwy]$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
@@ -341,6 +343,41 @@ class ObservabilityConfig:
     """Logs."""
 
 
+VAULT_PHASES = ("install", "configure")
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """HashiCorp Vault as the secret store (secrets.store: vault)."""
+
+    deploy: bool = True
+    """Run Vault in the cluster (HA, raft); false: use an existing Vault at `address`."""
+    phase: str = "configure"
+    """install: the first `pulumi up` on an empty cluster deploys Vault alone; configure: everything, Vault included."""
+    address: str = "http://127.0.0.1:8200"
+    """Where Pulumi reaches Vault (a port-forward, or the public address of an existing Vault)."""
+    cluster_address: str = ""
+    """Where the cluster reaches Vault; empty: the deployed Vault's Service."""
+    kv_mount: str = "mlops"
+    """KV v2 mount holding the platform's secrets under `<stack>/<namespace>/<secret>`."""
+    replicas: int = 3
+    """Vault servers (raft peers), spread over nodes."""
+    data_size: str = "10Gi"
+    """Raft data claim per server."""
+    audit_size: str = "10Gi"
+    """Audit log claim per server."""
+    auto_unseal: bool = False
+    """Create an AWS KMS key and let Vault unseal with it, so pods restart without unseal keys."""
+    snapshot_schedule: str = "0 */6 * * *"
+    """Cron of the raft snapshot CronJob (into the backups bucket)."""
+    refresh_interval: str = "1h"
+    """How often the sync operator re-reads each secret from Vault."""
+    resources: ResourceSpec = field(
+        default_factory=lambda: ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "512Mi"})
+    )
+    """Requests and limits of each Vault server."""
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """Everything a stack needs, validated."""
@@ -369,6 +406,10 @@ class StackConfig:
     """Backups."""
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     """Metrics, logs, dashboards and alerts."""
+    secret_store: str = "kubernetes"
+    """kubernetes: generated secrets are Kubernetes Secrets written by Pulumi; vault: stored in Vault and synced."""
+    vault: VaultConfig | None = None
+    """Vault settings (secret_store vault)."""
     node_ports: Mapping[str, int] = field(default_factory=dict)
     """Host-reachable NodePorts by service role; empty means ClusterIP Services only."""
 
@@ -389,7 +430,15 @@ class StackConfig:
         in_cluster_objects = ("storage",) if self.object_store.engine == "minio" else ()
         cert_manager = ("cert-manager",) if self.backups.continuous else ()
         observability = ("observability", "node-metrics") if self.observability.enabled else ()
-        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability)
+        vault = ((("vault",) if self.vault.deploy else ()) + ("external-secrets",)) if self.vault else ()
+        if self.installing_vault:
+            return vault
+        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability, *vault)
+
+    @property
+    def installing_vault(self) -> bool:
+        """The first phase of a Vault stack: only Vault is deployed, nothing can be written into it yet."""
+        return self.vault is not None and self.vault.phase == "install"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -402,11 +451,14 @@ SECRET_KEYS: Mapping[str, str] = {
     "r2SecretAccessKey": "SHA-256 of the R2 API token value (the S3 secret access key)",
     "cloudflareApiToken": "Cloudflare API token that may manage R2 buckets",
     "alertmanagerReceiverUrl": "webhook or Slack incoming-webhook URL Alertmanager notifies",
+    "vaultToken": "Vault token Pulumi configures Vault with (the root token from `vault operator init`, or a token with the platform's policy)",
 }
 """Secret settings (`pulumi config set --secret`); only their presence is checked here, values are read as secrets."""
 R2_SECRET_KEYS = {key: SECRET_KEYS[key] for key in ("r2AccessKeyId", "r2SecretAccessKey", "cloudflareApiToken")}
 """Scalar settings; each is declared with a type, default and description in Pulumi.yaml."""
-BLOCK_KEYS = ("storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "nodePorts")
+BLOCK_KEYS = (
+    "storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "secrets", "vault", "nodePorts",
+)
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
 NODE_PORT_ROLES = (
     "minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi", "prometheus", "grafana", "loki",
@@ -417,6 +469,7 @@ OBJECT_STORE_ENGINES = ("minio", "s3", "r2")
 MLFLOW_ENGINES = ("sqlite", "postgres")
 TEMPORAL_ENGINES = ("dev", "chart")
 ALERT_RECEIVERS = ("none", "webhook", "slack")
+SECRET_STORES = ("kubernetes", "vault")
 BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
@@ -791,6 +844,54 @@ def _observability(top: _Reader, object_store: ObjectStoreConfig) -> Observabili
     return observability
 
 
+def _secret_store(top: _Reader) -> tuple[str, VaultConfig | None]:
+    s = top.block("secrets")
+    store = s.get("store", "kubernetes", s.check.one_of(*SECRET_STORES))
+    s.finish()
+    top.used.add("vault")
+    if store != "vault":
+        if "vault" in top.raw:
+            top.problems.add("vault", top.raw["vault"], "Vault settings need secrets.store: vault")
+        return store, None
+    v, d = top.block("vault"), VaultConfig()
+    vault = VaultConfig(
+        deploy=v.get("deploy", d.deploy, v.check.boolean),
+        phase=v.get("phase", d.phase, v.check.one_of(*VAULT_PHASES)),
+        address=v.get("address", d.address, v.check.matching(_URL, "expected an http(s) URL such as https://vault.example.com:8200")),
+        cluster_address=v.get("clusterAddress", d.cluster_address, v.check.matching(_URL, "expected an http(s) URL")),
+        kv_mount=v.get("kvMount", d.kv_mount, v.check.dns_label),
+        replicas=v.get("replicas", d.replicas, v.check.integer(1, 7)),
+        data_size=v.get("dataSize", d.data_size, v.check.quantity),
+        audit_size=v.get("auditSize", d.audit_size, v.check.quantity),
+        auto_unseal=v.get("autoUnseal", d.auto_unseal, v.check.boolean),
+        snapshot_schedule=v.get("snapshotSchedule", d.snapshot_schedule, v.check.matching(_CRON5, "expected a 5-field cron schedule such as '0 */6 * * *'")),
+        refresh_interval=v.get("refreshInterval", d.refresh_interval, v.check.matching(_GO_DURATION, "expected a duration such as 15m or 1h")),
+        resources=_resources(v, d.resources),
+    )
+    v.finish()
+    if not vault.deploy and not vault.cluster_address:
+        v.problems.add("vault.clusterAddress", None, "required with vault.deploy false: where the cluster reaches the existing Vault")
+    if vault.deploy and vault.replicas % 2 == 0:
+        v.problems.add("vault.replicas", vault.replicas, "use an odd number of raft peers (1, 3, 5) so a majority survives a loss")
+    if vault.phase == "install" and not vault.deploy:
+        v.problems.add("vault.phase", "install", "the install phase deploys Vault; with vault.deploy false use phase configure")
+    if vault.phase == "configure" and not top.raw.get("vaultToken"):
+        namespace = f"{top.raw.get('namespacePrefix', 'mlops')}-vault"
+        first = (
+            "on an empty cluster, first set vault.phase: install and run `pulumi up`; then "
+            if vault.deploy else ""
+        )
+        top.problems.add(
+            "vaultToken", None,
+            "the configure phase writes the platform's secrets into Vault and needs a token: "
+            f"{first}initialise Vault (`kubectl -n {namespace} exec vault-0 -- vault operator init -key-shares=5 -key-threshold=3`, "
+            "then `vault operator unseal` three times on each server unless vault.autoUnseal), set "
+            f"`pulumi config set --secret {PROJECT}:vaultToken <root token>`, set vault.phase: configure, and run `pulumi up` again "
+            "(docs/runbooks/vault-bootstrap.md)",
+        )
+    return store, vault
+
+
 def _node_ports(top: _Reader) -> dict[str, int]:
     n = top.block("nodePorts")
     in_range = n.check.integer(NODE_PORT_RANGE.start, NODE_PORT_RANGE.stop - 1)
@@ -825,6 +926,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozense
     temporal = _temporal(top)
     backups = _backups(top, postgres)
     observability = _observability(top, object_store)
+    secret_store, vault = _secret_store(top)
     node_ports = _node_ports(top)
     _secrets(top, object_store)
     top.finish()
@@ -846,6 +948,8 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], secret_keys: frozense
         temporal=temporal,
         backups=backups,
         observability=observability,
+        secret_store=secret_store,
+        vault=vault,
         node_ports=node_ports,
     )
 

@@ -12,6 +12,8 @@ from components.config import ResourceSpec
 PART_OF = "mlops-platform"
 
 POD_SECURITY_VERSION = "v1.33"
+SYNCED_LABEL = "mlops.platform/synced-from-vault"
+"""Label the External Secrets Operator puts on Secrets it creates from Vault."""
 """Pod Security Standards version the namespace labels pin, matching the Kubernetes version we validate against."""
 
 

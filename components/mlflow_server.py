@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,6 +12,7 @@ import pulumi_random as random
 from components import kube
 from components.config import ResourceSpec
 from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
+from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 PORT = 5000
@@ -99,6 +100,8 @@ class MlflowServerArgs:
     """Ingress, or None for in-cluster access only."""
     protect: bool = False
     """Protect the SQLite claim from `pulumi destroy`."""
+    secrets: SecretStore = field(default_factory=KubernetesSecrets)
+    """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
     metrics_after: pulumi.Resource | None = None
     """The release installing the Prometheus CRDs; when given, a ServiceMonitor scrapes `/metrics`."""
 
@@ -154,7 +157,7 @@ class MlflowServer(pulumi.ComponentResource):
             )
         else:
             auth = _auth_secret(name, args, args.backend, child) if args.backend.auth_database_uri is not None else None
-            self.auth_secret = auth.metadata.name if auth else None
+            self.auth_secret = auth.name if auth else None
             _replicated_server(name, args, _postgres_parts(args.backend, auth), child)
         if args.ingress:
             _ingress(name, args, args.ingress, child)
@@ -194,7 +197,7 @@ def _sqlite_parts(backend: SqliteBackend, claim: k8s.core.v1.PersistentVolumeCla
     )
 
 
-def _postgres_parts(backend: PostgresBackend, auth: k8s.core.v1.Secret | None) -> _BackendParts:
+def _postgres_parts(backend: PostgresBackend, auth: StoredSecret | None) -> _BackendParts:
     # The URI carries the password, so it reaches the process only as an env var from its Secret, never as a flag.
     uri = kube.secret_env("MLFLOW_BACKEND_STORE_URI", backend.secret, "uri")
     env = [uri]
@@ -202,10 +205,10 @@ def _postgres_parts(backend: PostgresBackend, auth: k8s.core.v1.Secret | None) -
     if auth is not None:
         flags = ["--app-name", "basic-auth"]
         env += [
-            kube.secret_env("MLFLOW_FLASK_SERVER_SECRET_KEY", auth.metadata.name, "flask-secret-key"),
+            kube.secret_env("MLFLOW_FLASK_SERVER_SECRET_KEY", auth.name, "flask-secret-key"),
             *kube.plain_env({"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_DIR}/{AUTH_FILE}"}),
         ]
-        volumes.append(kube.secret_file_volume("auth", auth.metadata.name, AUTH_FILE))
+        volumes.append(kube.secret_file_volume("auth", auth.name, AUTH_FILE))
         mounts.append(k8s.core.v1.VolumeMountArgs(name="auth", mount_path=AUTH_DIR, read_only=True))
     return _BackendParts(
         flags=flags, env=env, volumes=volumes, mounts=mounts,
@@ -231,15 +234,16 @@ def auth_config(admin_password: str, database_uri: str) -> str:
     )
 
 
-def _auth_secret(name: str, args: MlflowServerArgs, backend: PostgresBackend, child: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+def _auth_secret(name: str, args: MlflowServerArgs, backend: PostgresBackend, child: pulumi.ResourceOptions) -> StoredSecret:
     """The generated admin (replacing MLflow's admin/password1234) and the session key all replicas share."""
     admin = random.RandomPassword(f"{name}-admin-password", length=32, special=True, override_special="-_.~!*@#%^&+=", opts=child)
     flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=64, special=False, opts=child)
-    return k8s.core.v1.Secret(
+    return args.secrets.secret(
         f"{name}-auth",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name="mlflow-auth", namespace=args.namespace, labels=kube.labels("mlflow", "auth")),
-        type="Opaque",
-        string_data=pulumi.Output.all(admin.result, flask_key.result, backend.auth_database_uri).apply(
+        name="mlflow-auth",
+        namespace=args.namespace,
+        labels=kube.labels("mlflow", "auth"),
+        data=pulumi.Output.all(admin.result, flask_key.result, backend.auth_database_uri).apply(
             lambda v: {
                 "admin-username": ADMIN_USERNAME,
                 "admin-password": v[0],

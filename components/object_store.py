@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -13,6 +13,7 @@ import pulumi_random as random
 
 from components import kube
 from components.config import EXPIRING_BACKUP_PREFIXES, ResourceSpec, RetentionConfig
+from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 S3_PORT = 9000
@@ -103,6 +104,8 @@ class ObjectStoreArgs:
     """Settings of the r2 engine."""
     protect: bool = False
     """Protect stored data (claims, buckets) from `pulumi destroy`."""
+    secrets: SecretStore = field(default_factory=KubernetesSecrets)
+    """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
 
 
 class ObjectStore(pulumi.ComponentResource):
@@ -182,18 +185,20 @@ def bucket_policy(buckets: tuple[str, ...], kms_key_arn: str = "") -> str:
 
 
 def consumer_secret(
-    name: str, consumer: BucketConsumer, access_key: pulumi.Input[str], secret_key: pulumi.Input[str], opts: pulumi.ResourceOptions
-) -> k8s.core.v1.Secret:
+    name: str,
+    args: ObjectStoreArgs,
+    consumer: BucketConsumer,
+    access_key: pulumi.Input[str],
+    secret_key: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> StoredSecret:
     """A consumer's S3 credentials, in its own namespace, under the keys every engine uses."""
-    return k8s.core.v1.Secret(
+    return args.secrets.secret(
         f"{name}-{consumer.name}-credentials",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=f"{consumer.name}-s3-credentials",
-            namespace=consumer.namespace,
-            labels=kube.labels(consumer.name, "s3-credentials"),
-        ),
-        type="Opaque",
-        string_data={CONSUMER_ACCESS_KEY: access_key, CONSUMER_SECRET_KEY: secret_key},
+        name=f"{consumer.name}-s3-credentials",
+        namespace=consumer.namespace,
+        labels=kube.labels(consumer.name, "s3-credentials"),
+        data={CONSUMER_ACCESS_KEY: access_key, CONSUMER_SECRET_KEY: secret_key},
         opts=opts,
     )
 
@@ -237,11 +242,12 @@ class _MinioEngine:
         namespace = args.namespace
         root_user = random.RandomString(f"{name}-root-user", length=16, special=False, upper=False, opts=child)
         root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=child)
-        root = k8s.core.v1.Secret(
+        root = args.secrets.secret(
             f"{name}-root-credentials",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="minio-root", namespace=namespace, labels=kube.labels("minio", "server")),
-            type="Opaque",
-            string_data={"MINIO_ROOT_USER": root_user.result, "MINIO_ROOT_PASSWORD": root_password.result},
+            name="minio-root",
+            namespace=namespace,
+            labels=kube.labels("minio", "server"),
+            data={"MINIO_ROOT_USER": root_user.result, "MINIO_ROOT_PASSWORD": root_password.result},
             opts=child,
         )
         claim = kube.retained_claim(
@@ -294,17 +300,16 @@ class _MinioEngine:
         for consumer in args.consumers:
             secret_key = random.RandomPassword(f"{name}-{consumer.name}-secret-key", length=40, special=False, opts=child)
             # The same key twice: the setup Job needs it beside MinIO, the consumer's pods in their own namespace.
-            job_secrets[consumer.name] = k8s.core.v1.Secret(
+            job_secrets[consumer.name] = args.secrets.secret(
                 f"{name}-{consumer.name}-user",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"minio-user-{consumer.name}", namespace=namespace, labels=kube.labels("minio", "setup")
-                ),
-                type="Opaque",
-                string_data={CONSUMER_SECRET_KEY: secret_key.result},
+                name=f"minio-user-{consumer.name}",
+                namespace=namespace,
+                labels=kube.labels("minio", "setup"),
+                data={CONSUMER_SECRET_KEY: secret_key.result},
                 opts=child,
             )
-            secret = consumer_secret(name, consumer, consumer.name, secret_key.result, child)
-            self.credentials_secrets[consumer.name] = secret.metadata.name
+            secret = consumer_secret(name, args, consumer, consumer.name, secret_key.result, child)
+            self.credentials_secrets[consumer.name] = secret.name
         self._setup_job(name, args, root, job_secrets, server, child)
 
     @staticmethod
@@ -314,8 +319,8 @@ class _MinioEngine:
             image=IMAGES["minio"],
             args=["server", "/data", "--address", f":{S3_PORT}", "--console-address", f":{CONSOLE_PORT}", "--certs-dir", "/tmp/certs"],
             env=[
-                kube.secret_env("MINIO_ROOT_USER", root.metadata.name, "MINIO_ROOT_USER"),
-                kube.secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "MINIO_ROOT_PASSWORD"),
+                kube.secret_env("MINIO_ROOT_USER", root.name, "MINIO_ROOT_USER"),
+                kube.secret_env("MINIO_ROOT_PASSWORD", root.name, "MINIO_ROOT_PASSWORD"),
                 # Metrics without a bearer token, for the ServiceMonitor; they carry no object data.
                 *kube.plain_env({"HOME": "/tmp", **({"MINIO_PROMETHEUS_AUTH_TYPE": "public"} if settings.metrics_after else {})}),
             ],
@@ -359,9 +364,9 @@ class _MinioEngine:
     @staticmethod
     def _setup_job(name, args: ObjectStoreArgs, root, job_secrets, server, child) -> k8s.batch.v1.Job:
         env = [
-            kube.secret_env("MINIO_ROOT_USER", root.metadata.name, "MINIO_ROOT_USER"),
-            kube.secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "MINIO_ROOT_PASSWORD"),
-            *[kube.secret_env(_env_name(c), s.metadata.name, CONSUMER_SECRET_KEY) for c, s in job_secrets.items()],
+            kube.secret_env("MINIO_ROOT_USER", root.name, "MINIO_ROOT_USER"),
+            kube.secret_env("MINIO_ROOT_PASSWORD", root.name, "MINIO_ROOT_PASSWORD"),
+            *[kube.secret_env(_env_name(c), s.name, CONSUMER_SECRET_KEY) for c, s in job_secrets.items()],
             *kube.plain_env({"MINIO_ENDPOINT": pulumi.Output.concat("http://minio.", args.namespace, f".svc:{S3_PORT}")}),
         ]
         pod_spec = k8s.core.v1.PodSpecArgs(
@@ -422,8 +427,8 @@ class _S3Engine:
                 opts=child,
             )
             key = aws.iam.AccessKey(f"{name}-{consumer.name}-access-key", user=user.name, opts=child)
-            secret = consumer_secret(name, consumer, key.id, key.secret, child)
-            self.credentials_secrets[consumer.name] = secret.metadata.name
+            secret = consumer_secret(name, args, consumer, key.id, key.secret, child)
+            self.credentials_secrets[consumer.name] = secret.name
 
     @staticmethod
     def _bucket(
@@ -551,7 +556,7 @@ class _R2Engine:
             )
             self.bucket_names[bucket] = r2_bucket.name
         self.credentials_secrets = {
-            consumer.name: consumer_secret(name, consumer, settings.access_key_id, settings.secret_access_key, child).metadata.name
+            consumer.name: consumer_secret(name, args, consumer, settings.access_key_id, settings.secret_access_key, child).name
             for consumer in args.consumers
         }
 

@@ -17,6 +17,7 @@ import yaml
 from components import kube
 from components.config import ObservabilityConfig, ResourceSpec, quantity_value
 from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
+from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import CHARTS
 
 KPS_NAME = "kps"
@@ -81,6 +82,8 @@ class ObservabilityStackArgs:
     """Host NodePorts by role (prometheus, grafana, loki); empty: ClusterIP only."""
     protect: bool = False
     """Protect the releases that own claims (prod)."""
+    secrets: SecretStore = field(default_factory=KubernetesSecrets)
+    """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
 
 
 class ObservabilityStack(pulumi.ComponentResource):
@@ -108,7 +111,7 @@ class ObservabilityStack(pulumi.ComponentResource):
 
         admin = _grafana_admin(name, args, child)
         alerting = _alertmanager_config(name, args, child)
-        self.grafana_admin_secret = admin.metadata.name
+        self.grafana_admin_secret = admin.name
         # helm.v3.Release: the operator's admission-webhook certificates come from Helm hook Jobs, which
         # helm.v4.Chart skips (the operator would then wait for its webhook certificate forever).
         self.ready = k8s.helm.v3.Release(
@@ -121,7 +124,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             values=metrics_values(args, self.loki_url, ports),
             timeout=900,
             opts=pulumi.ResourceOptions.merge(
-                kube.stateful(child, args.protect), pulumi.ResourceOptions(depends_on=[admin, alerting])
+                kube.stateful(child, args.protect), pulumi.ResourceOptions(depends_on=[admin.resource, alerting.resource])
             ),
         )
         after_metrics = pulumi.ResourceOptions(depends_on=[self.ready])
@@ -157,16 +160,15 @@ class ObservabilityStack(pulumi.ComponentResource):
         })
 
 
-def _grafana_admin(name: str, args: ObservabilityStackArgs, child: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+def _grafana_admin(name: str, args: ObservabilityStackArgs, child: pulumi.ResourceOptions) -> StoredSecret:
     """A generated admin password: never the chart's `prom-operator`, never admin/admin."""
     password = random.RandomPassword(f"{name}-grafana-admin-password", length=32, special=False, opts=child)
-    return k8s.core.v1.Secret(
+    return args.secrets.secret(
         f"{name}-grafana-admin",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=GRAFANA_ADMIN_SECRET, namespace=args.namespace, labels=kube.labels("grafana", "auth")
-        ),
-        type="Opaque",
-        string_data={"admin-user": "admin", "admin-password": password.result},
+        name=GRAFANA_ADMIN_SECRET,
+        namespace=args.namespace,
+        labels=kube.labels("grafana", "auth"),
+        data={"admin-user": "admin", "admin-password": password.result},
         opts=child,
     )
 
@@ -202,16 +204,15 @@ def alertmanager_config(receiver: str, url: str | None, slack_channel: str = "")
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _alertmanager_config(name: str, args: ObservabilityStackArgs, child: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+def _alertmanager_config(name: str, args: ObservabilityStackArgs, child: pulumi.ResourceOptions) -> StoredSecret:
     alerting = args.config.alerting
     url = pulumi.Output.secret(args.receiver_url) if args.receiver_url is not None else pulumi.Output.from_input(None)
-    return k8s.core.v1.Secret(
+    return args.secrets.secret(
         f"{name}-alertmanager-config",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=ALERTMANAGER_CONFIG_SECRET, namespace=args.namespace, labels=kube.labels("alertmanager", "config")
-        ),
-        type="Opaque",
-        string_data={"alertmanager.yaml": url.apply(lambda u: alertmanager_config(alerting.receiver, u, alerting.slack_channel))},
+        name=ALERTMANAGER_CONFIG_SECRET,
+        namespace=args.namespace,
+        labels=kube.labels("alertmanager", "config"),
+        data={"alertmanager.yaml": url.apply(lambda u: alertmanager_config(alerting.receiver, u, alerting.slack_channel))},
         opts=child,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import pulumi
@@ -12,6 +12,7 @@ import pulumi_random as random
 
 from components import kube
 from components.config import ResourceSpec
+from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 PORT = 5432
@@ -81,6 +82,8 @@ class PostgresClusterArgs:
     """Resources that install the Prometheus CRDs; when given, a PodMonitor is created after them."""
     protect: bool = False
     """Protect the cluster and its databases from `pulumi destroy`."""
+    secrets: SecretStore = field(default_factory=KubernetesSecrets)
+    """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
     cluster_name: str = "postgres"
     """Name of the CNPG Cluster; its read-write Service is `<cluster_name>-rw`."""
 
@@ -109,7 +112,7 @@ class PostgresCluster(pulumi.ComponentResource):
 
         credentials = {db.name: self._credentials(name, db, args, child) for db in args.databases}
         owner_secrets = {db: secret for db, (secret, _) in credentials.items()}
-        self.database_secrets = {db: secret.metadata.name for db, secret in owner_secrets.items()}
+        self.database_secrets = {db: secret.name for db, secret in owner_secrets.items()}
         self.connection_uris = {db: uri for db, (_, uri) in credentials.items()}
 
         backup = args.continuous_backup
@@ -189,7 +192,7 @@ class PostgresCluster(pulumi.ComponentResource):
 
     def _credentials(
         self, name: str, db: Database, args: PostgresClusterArgs, child: pulumi.ResourceOptions
-    ) -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
+    ) -> tuple[StoredSecret, pulumi.Output[str]]:
         """The owner's generated password, in a basic-auth Secret the operator reads and consumers mount;
         returned with the connection URI, kept secret."""
         password = random.RandomPassword(f"{name}-{db.name}-password", length=32, special=True, override_special=PASSWORD_SPECIALS, opts=child)
@@ -201,16 +204,14 @@ class PostgresCluster(pulumi.ComponentResource):
         for index, namespace in enumerate((args.namespace, *db.consumer_namespaces)):
             suffix = "" if index == 0 else f"-copy-{index}"
             secrets.append(
-                k8s.core.v1.Secret(
+                args.secrets.secret(
                     f"{name}-{db.name}-credentials{suffix}",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=secret_name,
-                        namespace=namespace,
-                        # CloudNativePG reloads a managed role's password when its Secret carries this label.
-                        labels={**kube.labels("postgres", "credentials"), "cnpg.io/reload": "true"},
-                    ),
-                    type="kubernetes.io/basic-auth",
-                    string_data=data,
+                    name=secret_name,
+                    namespace=namespace,
+                    # CloudNativePG reloads a managed role's password when its Secret carries this label.
+                    labels={**kube.labels("postgres", "credentials"), "cnpg.io/reload": "true"},
+                    secret_type="kubernetes.io/basic-auth",
+                    data=data,
                     opts=child,
                 )
             )
@@ -269,13 +270,13 @@ def _barman_object_store(name: str, args: PostgresClusterArgs, backup: Continuou
     )
 
 
-def _bootstrap(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v1.Secret]) -> dict:
+def _bootstrap(args: PostgresClusterArgs, owner_secrets: dict[str, StoredSecret]) -> dict:
     first = args.databases[0].name
     backup = args.continuous_backup
     if backup and backup.recover_from:
         target = {"targetTime": backup.recovery_target_time} if backup.recovery_target_time else None
         return {"recovery": {"source": "origin", **({"recoveryTarget": target} if target else {})}}
-    return {"initdb": {"database": first, "owner": first, "secret": {"name": owner_secrets[first].metadata.name}}}
+    return {"initdb": {"database": first, "owner": first, "secret": {"name": owner_secrets[first].name}}}
 
 
 def _archive(args: PostgresClusterArgs) -> dict:
@@ -298,7 +299,7 @@ def _archive(args: PostgresClusterArgs) -> dict:
     return spec
 
 
-def _cluster_spec(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v1.Secret]) -> dict:
+def _cluster_spec(args: PostgresClusterArgs, owner_secrets: dict[str, StoredSecret]) -> dict:
     return {
         "instances": args.instances,
         "imageName": IMAGES["postgres"],
@@ -324,7 +325,7 @@ def _cluster_spec(args: PostgresClusterArgs, owner_secrets: dict[str, k8s.core.v
                     "createdb": False,
                     "createrole": False,
                     "inherit": True,
-                    "passwordSecret": {"name": owner_secrets[db.name].metadata.name},
+                    "passwordSecret": {"name": owner_secrets[db.name].name},
                 }
                 for db in args.databases
             ]

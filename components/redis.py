@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import pulumi
@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from components import kube
 from components.config import ResourceSpec
+from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 PORT = 6379
@@ -38,6 +39,8 @@ class RedisArgs:
     """Host NodePort (dev), or None."""
     protect: bool = False
     """Protect the claim from `pulumi destroy`."""
+    secrets: SecretStore = field(default_factory=KubernetesSecrets)
+    """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
 
 
 class Redis(pulumi.ComponentResource):
@@ -58,11 +61,12 @@ class Redis(pulumi.ComponentResource):
         self.port = pulumi.Output.from_input(PORT)
 
         password = random.RandomPassword(f"{name}-password", length=32, special=True, override_special=PASSWORD_SPECIALS, opts=child)
-        secret = k8s.core.v1.Secret(
+        secret = args.secrets.secret(
             f"{name}-auth",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="redis-auth", namespace=args.namespace, labels=kube.labels("redis", "server")),
-            type="Opaque",
-            string_data=pulumi.Output.all(password.result, self.host).apply(lambda v: auth_fields(v[0], v[1])),
+            name="redis-auth",
+            namespace=args.namespace,
+            labels=kube.labels("redis", "server"),
+            data=pulumi.Output.all(password.result, self.host).apply(lambda v: auth_fields(v[0], v[1])),
             opts=child,
         )
         claim = kube.retained_claim(
@@ -102,7 +106,7 @@ class Redis(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.secret_name = secret.metadata.name
+        self.secret_name = secret.name
         self.register_outputs({"host": self.host, "port": self.port, "secret_name": self.secret_name})
 
 
@@ -128,7 +132,7 @@ def server_args() -> list[str]:
     ]
 
 
-def _pod_spec(args: RedisArgs, secret: k8s.core.v1.Secret, claim: k8s.core.v1.PersistentVolumeClaim) -> k8s.core.v1.PodSpecArgs:
+def _pod_spec(args: RedisArgs, secret: StoredSecret, claim: k8s.core.v1.PersistentVolumeClaim) -> k8s.core.v1.PodSpecArgs:
     # valkey-cli reads REDISCLI_AUTH, so probes authenticate without a password on their command line.
     ping = k8s.core.v1.ExecActionArgs(command=["sh", "-c", '[ "$(valkey-cli -p 6379 ping)" = PONG ]'])
     return k8s.core.v1.PodSpecArgs(
@@ -140,7 +144,7 @@ def _pod_spec(args: RedisArgs, secret: k8s.core.v1.Secret, claim: k8s.core.v1.Pe
                 image=IMAGES["valkey"],
                 command=["valkey-server"],
                 args=server_args(),
-                env=[kube.secret_env("REDISCLI_AUTH", secret.metadata.name, "password")],
+                env=[kube.secret_env("REDISCLI_AUTH", secret.name, "password")],
                 ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=PORT)],
                 readiness_probe=k8s.core.v1.ProbeArgs(exec_=ping, period_seconds=10, timeout_seconds=5),
                 liveness_probe=k8s.core.v1.ProbeArgs(exec_=ping, period_seconds=20, timeout_seconds=5, failure_threshold=3),
@@ -154,6 +158,6 @@ def _pod_spec(args: RedisArgs, secret: k8s.core.v1.Secret, claim: k8s.core.v1.Pe
         ],
         volumes=[
             kube.claim_volume(claim),
-            kube.secret_file_volume("auth", secret.metadata.name, AUTH_FILE),
+            kube.secret_file_volume("auth", secret.name, AUTH_FILE),
         ],
     )

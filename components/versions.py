@@ -27,6 +27,8 @@ IMAGES = {
     "temporal-ui": "temporalio/ui:2.52.0",
     # Backups: uploads, prunes and mirrors; the drills run Debian's rclone with the same flags.
     "rclone": "rclone/rclone:1.75.0",
+    # The Vault chart's server image; the snapshot CronJob runs the same CLI.
+    "vault": "hashicorp/vault:2.0.4",
 }
 """Container images by role, each pinned to an immutable release tag."""
 
@@ -53,5 +55,8 @@ CHARTS = {
     # Loki's chart moved to grafana-community; Promtail reached end of life on 2026-03-02, Alloy replaces it.
     "loki": Chart("loki", "18.11.0", "https://grafana-community.github.io/helm-charts"),
     "alloy": Chart("alloy", "1.11.1", "https://grafana.github.io/helm-charts"),
+    # Secrets (prod): Vault (BUSL) as the store, External Secrets Operator (Apache-2.0) syncing it into Secrets.
+    "vault": Chart("vault", "0.34.1", "https://helm.releases.hashicorp.com"),
+    "external-secrets": Chart("external-secrets", "2.9.0", "https://charts.external-secrets.io"),
 }
 """Helm charts by name, pinned; ../shared/reference/charts/<name>/<version> holds their values and CRDs."""
