@@ -23,7 +23,7 @@ POSTGRES_UID = 26  # the postgres user of the CloudNativePG images
 MLFLOW_UID = 1000
 NOBODY = 65534
 RCLONE_PROVIDERS = {"minio": "Minio", "s3": "AWS", "r2": "Cloudflare"}
-DEADLINES = {"postgres-logical": 3 * 3600, "mlflow-sqlite": 3600, "objects-mirror": 6 * 3600}
+DEADLINES = {"postgres-logical": 3 * 3600, "mlflow-sqlite": 3600, "objects-mirror": 6 * 3600, "vault-snapshot": 1800}
 """activeDeadlineSeconds per backup: a run that takes longer is killed and counts as failed."""
 
 
@@ -90,6 +90,24 @@ class ObjectMirror:
 
 
 @dataclass(frozen=True)
+class VaultSnapshots:
+    """`vault operator raft snapshot save`, logged in through Kubernetes auth with a snapshot-only role."""
+
+    namespace: pulumi.Input[str]
+    """Vault's namespace; the job's ServiceAccount and S3 credentials live there."""
+    address: pulumi.Input[str]
+    """In-cluster address of the active Vault server."""
+    role: str
+    """Kubernetes-auth role allowed to read sys/storage/raft/snapshot and nothing else."""
+    service_account: str
+    """ServiceAccount the role is bound to."""
+    credentials_secret: pulumi.Input[str]
+    """Secret with the S3 credentials, in `namespace`."""
+    schedule: str
+    """Cron schedule."""
+
+
+@dataclass(frozen=True)
 class BackupRun:
     """What alerting needs to know of one backup CronJob: where it is, how often it runs, how long it may take."""
 
@@ -115,6 +133,8 @@ class BackupsArgs:
     """MLflow SQLite copies (sqlite engine)."""
     mirror: ObjectMirror | None = None
     """Object mirror (engines without versioning)."""
+    vault: VaultSnapshots | None = None
+    """Raft snapshots of the in-cluster Vault."""
     resources: ResourceSpec = field(
         default_factory=lambda: ResourceSpec({"cpu": "50m", "memory": "128Mi"}, {"cpu": "1", "memory": "512Mi"})
     )
@@ -139,10 +159,14 @@ class Backups(pulumi.ComponentResource):
             jobs.append(("mlflow-sqlite", _sqlite_copy(name, args, args.sqlite, child)))
         if args.mirror:
             jobs.append(("objects-mirror", _object_mirror(name, args, args.mirror, child)))
+        if args.vault:
+            jobs.append(("vault-snapshot", _vault_snapshots(name, args, args.vault, child)))
         self.cron_jobs = {backup: job.metadata.name for backup, job in jobs}
         self.runs = tuple(
             BackupRun(f"backup-{backup}", job_args.namespace, job_args.schedule, DEADLINES[backup])
-            for backup, job_args in (("postgres-logical", args.postgres), ("mlflow-sqlite", args.sqlite), ("objects-mirror", args.mirror))
+            for backup, job_args in (
+                ("postgres-logical", args.postgres), ("mlflow-sqlite", args.sqlite), ("objects-mirror", args.mirror), ("vault-snapshot", args.vault)
+            )
             if job_args
         )
         self.register_outputs({"cron_jobs": self.cron_jobs})
@@ -260,11 +284,14 @@ def _cron_job(
     volumes: list[k8s.core.v1.VolumeArgs],
     deadline_seconds: int,
     opts: pulumi.ResourceOptions,
+    service_account: str | None = None,
 ) -> k8s.batch.v1.CronJob:
     metadata_labels = {**kube.labels("backups", "backup"), BACKUP_LABEL: backup}
     pod_spec = k8s.core.v1.PodSpecArgs(
         restart_policy="Never",
-        automount_service_account_token=False,
+        # Only a job that logs in with its ServiceAccount (Vault's Kubernetes auth) gets a token.
+        service_account_name=service_account,
+        automount_service_account_token=service_account is not None,
         security_context=kube.pod_security(uid),
         init_containers=init_containers or None,
         containers=containers,
@@ -374,5 +401,41 @@ def _object_mirror(name: str, args: BackupsArgs, mirror: ObjectMirror, child: pu
         containers=[sync],
         volumes=[kube.scratch_volume()],
         deadline_seconds=DEADLINES["objects-mirror"],
+        opts=child,
+    )
+
+
+VAULT_SNAPSHOT = """set -eu
+jwt=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)
+VAULT_TOKEN=$(vault write -field=token "auth/kubernetes/login" role="$VAULT_ROLE" jwt="$jwt")
+export VAULT_TOKEN
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "/backup/vault/$stamp"
+vault operator raft snapshot save "/backup/vault/$stamp/raft.snap"
+test -s "/backup/vault/$stamp/raft.snap"
+"""
+"""Log in with the job's ServiceAccount (a snapshot-only role), save a raft snapshot, refuse an empty one."""
+
+
+def _vault_snapshots(name: str, args: BackupsArgs, snapshots: VaultSnapshots, child: pulumi.ResourceOptions) -> k8s.batch.v1.CronJob:
+    k8s.core.v1.ServiceAccount(
+        f"{name}-vault-snapshot-account",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=snapshots.service_account, namespace=snapshots.namespace, labels=kube.labels("backups", "backup")),
+        automount_service_account_token=False,
+        opts=child,
+    )
+    env = [*kube.plain_env({"VAULT_ADDR": snapshots.address, "VAULT_ROLE": snapshots.role, "HOME": "/tmp"})]
+    save = _container("raft-snapshot", IMAGES["vault"], ["/bin/sh", "-c", VAULT_SNAPSHOT], env, args.resources, [_SCRATCH, _TMP])
+    return _cron_job(
+        f"{name}-vault-snapshot",
+        backup="vault-snapshot",
+        namespace=snapshots.namespace,
+        schedule=snapshots.schedule,
+        uid=NOBODY,
+        init_containers=[save],
+        containers=[_uploader("vault", args, snapshots.credentials_secret)],
+        volumes=[kube.scratch_volume("backup", "5Gi"), kube.scratch_volume()],
+        deadline_seconds=DEADLINES["vault-snapshot"],
+        service_account=snapshots.service_account,
         opts=child,
     )

@@ -189,7 +189,7 @@ _DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
 """Databases the Temporal chart engine needs on the PostgresCluster (added automatically)."""
-EXPIRING_BACKUP_PREFIXES = ("postgres/", "mlflow-sqlite/", "mirror-deleted/")
+EXPIRING_BACKUP_PREFIXES = ("postgres/", "mlflow-sqlite/", "mirror-deleted/", "vault/")
 """Prefixes of the backups bucket whose objects expire after the retention; the live mirror (`mirror/`) does not."""
 MLFLOW_DATABASES = ("mlflow", "mlflow_auth")
 """Databases the MLflow postgres engine needs: tracking data, and the basic-auth app's users (added automatically)."""
@@ -850,7 +850,7 @@ def _secret_store(top: _Reader) -> tuple[str, VaultConfig | None]:
     s.finish()
     top.used.add("vault")
     if store != "vault":
-        if "vault" in top.raw:
+        if top.raw.get("vault") is not None:
             top.problems.add("vault", top.raw["vault"], "Vault settings need secrets.store: vault")
         return store, None
     v, d = top.block("vault"), VaultConfig()
@@ -873,21 +873,26 @@ def _secret_store(top: _Reader) -> tuple[str, VaultConfig | None]:
         v.problems.add("vault.clusterAddress", None, "required with vault.deploy false: where the cluster reaches the existing Vault")
     if vault.deploy and vault.replicas % 2 == 0:
         v.problems.add("vault.replicas", vault.replicas, "use an odd number of raft peers (1, 3, 5) so a majority survives a loss")
+    if vault.auto_unseal and top.raw.get("objectStore", {}).get("engine") != "s3":
+        v.problems.add("vault.autoUnseal", True, "the AWS KMS key is created with the aws provider of objectStore.engine s3")
+    if vault.auto_unseal and not vault.deploy:
+        v.problems.add("vault.autoUnseal", True, "configure the seal of an existing Vault where it runs; autoUnseal needs vault.deploy")
     if vault.phase == "install" and not vault.deploy:
         v.problems.add("vault.phase", "install", "the install phase deploys Vault; with vault.deploy false use phase configure")
     if vault.phase == "configure" and not top.raw.get("vaultToken"):
         namespace = f"{top.raw.get('namespacePrefix', 'mlops')}-vault"
-        first = (
-            "on an empty cluster, first set vault.phase: install and run `pulumi up`; then "
-            if vault.deploy else ""
+        first = "on an empty cluster, first set vault.phase: install and run `pulumi up`; then " if vault.deploy else ""
+        init = (
+            "vault operator init -recovery-shares=5 -recovery-threshold=3` (KMS unseals it)"
+            if vault.auto_unseal
+            else "vault operator init -key-shares=5 -key-threshold=3`, then `vault operator unseal` with 3 keys on each server"
         )
         top.problems.add(
             "vaultToken", None,
             "the configure phase writes the platform's secrets into Vault and needs a token: "
-            f"{first}initialise Vault (`kubectl -n {namespace} exec vault-0 -- vault operator init -key-shares=5 -key-threshold=3`, "
-            "then `vault operator unseal` three times on each server unless vault.autoUnseal), set "
-            f"`pulumi config set --secret {PROJECT}:vaultToken <root token>`, set vault.phase: configure, and run `pulumi up` again "
-            "(docs/runbooks/vault-bootstrap.md)",
+            f"{first}initialise Vault (`kubectl -n {namespace} exec vault-0 -- {init}), "
+            f"run `pulumi config set --secret {PROJECT}:vaultToken <root token>`, set vault.phase: configure, and run "
+            "`pulumi up` again (docs/runbooks/vault-bootstrap.md)",
         )
     return store, vault
 

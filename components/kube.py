@@ -253,6 +253,8 @@ def scanner_skips(pod_spec: k8s.core.v1.PodSpecArgs) -> dict[str, str]:
     if isinstance(uid, int) and uid < 10000:
         skips["CKV_K8S_40"] = f"runs as the image's own non-root user {uid}, which owns the image's files"
     containers = [*(pod_spec.init_containers or []), *(pod_spec.containers or [])]
+    if pod_spec.automount_service_account_token:
+        skips["CKV_K8S_38"] = "the job logs in to Vault with its ServiceAccount token (Kubernetes auth), its only use"
     if any(getattr(env.value_from, "secret_key_ref", None) for c in containers for env in (c.env or [])):
         skips["CKV_K8S_35"] = "the program reads these credentials from its environment; they come from a Secret"
     return {f"checkov.io/skip{n}": f"{check}={reason}" for n, (check, reason) in enumerate(sorted(skips.items()), start=1)}

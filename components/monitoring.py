@@ -50,6 +50,8 @@ class AlertTargets:
     """6-field cron of the CloudNativePG ScheduledBackup when continuous backups are on, else None."""
     minio_namespace: str | None = None
     """Where the MinIO Service `minio` is, when the object store runs in the cluster."""
+    vault_namespace: str | None = None
+    """Where the in-cluster Vault runs, when it does."""
     runbooks: str = "docs/runbooks"
     """Base of the runbook links in alert annotations."""
 
@@ -234,6 +236,14 @@ def _service_rules(targets: AlertTargets) -> list[dict]:
     ]
     if targets.minio_namespace:
         rules.append(_down("ObjectStoreDown", {"namespace": targets.minio_namespace, "service": "minio"}, "MinIO", runbook))
+    if targets.vault_namespace:
+        rules.append(_alert(
+            "VaultSealed", f'vault_core_unsealed{{namespace="{targets.vault_namespace}"}} == 0', for_="5m", severity="critical",
+            runbook=f"{targets.runbooks}/alerts.md#vault-sealed",
+            summary="Vault server {{ $labels.pod }} is sealed",
+            description="A sealed server serves no secrets; new pods cannot receive theirs until it is unsealed.",
+        ))
+        rules.append(_down("VaultDown", {"namespace": targets.vault_namespace}, "Vault", f"{targets.runbooks}/alerts.md#vault-sealed"))
     return rules
 
 
@@ -388,6 +398,18 @@ class PlatformMonitoring(pulumi.ComponentResource):
             spec=targets.apply(lambda t: {"groups": alert_groups(t)}),
             opts=after_crds,
         )
+        if args.targets.vault_namespace:
+            # The Vault chart is installed before Prometheus exists, so its monitor is declared here, after the CRDs.
+            kube.metrics_monitor(
+                f"{name}-vault-monitor",
+                kind="PodMonitor",
+                monitor_name="vault",
+                namespace=args.targets.vault_namespace,
+                app="vault",
+                match_labels={"app.kubernetes.io/name": "vault", "component": "server"},
+                endpoints=[{"port": "http", "path": "/v1/sys/metrics", "params": {"format": ["prometheus"]}}],
+                opts=after_crds,
+            )
         for uid in DASHBOARDS:
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{uid}",

@@ -18,6 +18,8 @@ STATEFUL_TYPES = frozenset({
     "kubernetes:postgresql.cnpg.io/v1:Database",
     "aws:s3/bucket:Bucket",
     "cloudflare:index/r2Bucket:R2Bucket",
+    "vault:index/mount:Mount",
+    "aws:kms/key:Key",
 })
 """Resources whose deletion loses data (or, for the StorageClass, the provisioning of every claim)."""
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
-from tools.render import Registered, Rendering
+from tools.render import Registered, Rendering, unwrap_secrets
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet")
 
@@ -42,9 +43,20 @@ def env_of(container_manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def secret_data(rendering: Rendering, namespace: str, name: str) -> dict[str, str]:
-    """The plain (unredacted) stringData of a rendered Secret."""
-    secret = next(
-        r for r in rendering.find_all(kind="Secret")
+    """The plain values of Secret `name` in `namespace`: a rendered Secret's stringData, or, where secrets live in
+    Vault, the data of the KV secret its ExternalSecret syncs from."""
+    for secret in rendering.find_all(kind="Secret"):
+        if secret.metadata.get("name") == name and secret.metadata.get("namespace") == namespace:
+            return secret.manifest(redact=False)["stringData"]
+    return vault_secret_data(rendering, namespace, name)
+
+
+def vault_secret_data(rendering: Rendering, namespace: str, name: str) -> dict[str, str]:
+    external = next(
+        r for r in rendering.find_all(kind="ExternalSecret")
         if r.metadata.get("name") == name and r.metadata.get("namespace") == namespace
     )
-    return secret.manifest(redact=False)["stringData"]
+    (source,) = external.inputs["spec"]["dataFrom"]
+    path = unwrap_secrets(source)["extract"]["key"]
+    stored = next(r for r in rendering.find_all(type="vault:kv/secretV2:SecretV2") if r.inputs["name"] == path)
+    return json.loads(unwrap_secrets(stored.inputs["dataJson"]))

@@ -73,13 +73,13 @@ def test_the_alert_set_per_stack(dev, prod):
     assert set(rules_by_alert(rule_groups(prod))) == {
         "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
         "PostgresWalArchivingFailing", "PostgresBaseBackupFailed", "PostgresBaseBackupStale",
-        "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown",
+        "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown", "VaultSealed", "VaultDown",
     }
     # One staleness alert per backup CronJob the stack runs.
     assert {r["labels"]["backup"] for r in rules_by_alert(rule_groups(dev))["BackupStale"]} == {
         "backup-postgres-logical", "backup-mlflow-sqlite", "backup-objects-mirror",
     }
-    assert {r["labels"]["backup"] for r in rules_by_alert(rule_groups(prod))["BackupStale"]} == {"backup-postgres-logical"}
+    assert {r["labels"]["backup"] for r in rules_by_alert(rule_groups(prod))["BackupStale"]} == {"backup-postgres-logical", "backup-vault-snapshot"}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -166,6 +166,14 @@ PROD_CASES = [
     ("no base backup for more than a day", "PostgresBaseBackupStale", "1m",
      [series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "0x1700")],
      [(f"{BASE_STALE_MINUTES - 10}m", None), (f"{BASE_STALE_MINUTES + 20}m", {})]),
+    ("a vault server is sealed", "VaultSealed", "1m",
+     [series("vault_core_unsealed", {"namespace": "mlops-vault", "pod": "vault-1"}, "1 0x20")],
+     [("4m", None), ("8m", {"namespace": "mlops-vault", "pod": "vault-1"})]),
+    ("every vault server is unsealed", "VaultSealed", "1m",
+     [series("vault_core_unsealed", {"namespace": "mlops-vault", "pod": "vault-1"}, "1x20")], [("15m", None)]),
+    ("vault stops answering scrapes", "VaultDown", "1m",
+     [series("up", {"namespace": "mlops-vault", "pod": "vault-0"}, "1 0x20")], [("4m", None), ("8m", {"namespace": "mlops-vault"})]),
+    ("vault answers", "VaultDown", "1m", [series("up", {"namespace": "mlops-vault", "pod": "vault-0"}, "1x20")], [("15m", None)]),
     ("a base backup every day", "PostgresBaseBackupStale", "1m",
      [series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "0x1439 86400x600")], [("2000m", None)]),
 ]

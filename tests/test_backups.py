@@ -23,8 +23,8 @@ def backup_jobs(rendering) -> dict[str, dict]:
 
 def test_dev_backs_up_postgres_sqlite_and_objects_prod_postgres_only(dev, prod):
     assert set(backup_jobs(dev)) == {"postgres-logical", "mlflow-sqlite", "objects-mirror"}
-    # prod: MLflow lives in PostgreSQL, S3 versioning covers objects.
-    assert set(backup_jobs(prod)) == {"postgres-logical"}
+    # prod: MLflow lives in PostgreSQL, S3 versioning covers objects; Vault's raft store gets snapshots.
+    assert set(backup_jobs(prod)) == {"postgres-logical", "vault-snapshot"}
     assert dev.outputs["backup_cron_jobs"] == {
         "postgres-logical": "backup-postgres-logical", "mlflow-sqlite": "backup-mlflow-sqlite", "objects-mirror": "backup-objects-mirror",
     }
@@ -46,7 +46,9 @@ def test_every_backup_job_is_bounded_serialised_and_hardened(rendering):
         job_spec = spec["jobTemplate"]["spec"]
         assert job_spec["backoffLimit"] == 2 and 0 < job_spec["activeDeadlineSeconds"] <= 6 * 3600
         pod = pod_spec(job)
-        assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+        assert pod["restartPolicy"] == "Never"
+        # Only the Vault snapshot logs in with its ServiceAccount (Vault's Kubernetes auth); no other job gets a token.
+        assert pod["automountServiceAccountToken"] is (pod.get("serviceAccountName") == "vault-snapshot")
         assert pod["securityContext"]["runAsNonRoot"] is True
         for c in containers(job):
             assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]

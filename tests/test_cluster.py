@@ -6,13 +6,16 @@ import yaml
 
 from tools.render import ROOT
 
-LOOSER_LEVELS = {"mlops-observability": "baseline", "mlops-node-metrics": "privileged"}
+LOOSER_LEVELS = {
+    "mlops-observability": "baseline", "mlops-node-metrics": "privileged", "mlops-vault": "baseline", "mlops-external-secrets": "baseline",
+}
 
 
 def test_each_platform_part_gets_a_namespace_that_enforces_restricted_where_its_pods_allow(rendering):
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
-    per_stack = {"dev": {"mlops-storage"}, "prod": {"mlops-cert-manager"}}[rendering.stack]
-    assert set(namespaces) == {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg", *LOOSER_LEVELS} | per_stack
+    per_stack = {"dev": {"mlops-storage"}, "prod": {"mlops-cert-manager", "mlops-vault", "mlops-external-secrets"}}[rendering.stack]
+    common = {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg", "mlops-observability", "mlops-node-metrics"}
+    assert set(namespaces) == common | per_stack
     for name, labels in namespaces.items():
         assert labels["pod-security.kubernetes.io/enforce"] == LOOSER_LEVELS.get(name, "restricted")
         # Where a looser level is enforced, restricted is still audited and warned about.
@@ -80,7 +83,11 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:observability:ObservabilityStack",
         "mlops:monitoring:PlatformMonitoring",
         "mlops:network_policies:NetworkPolicies",
-    } | ({"mlops:cnpg_backup_plugin:CnpgBackupPlugin"} if rendering.stack == "prod" else set())
+    } | (
+        {"mlops:cnpg_backup_plugin:CnpgBackupPlugin", "mlops:vault_server:VaultServer", "mlops:secret_sync:SecretSync"}
+        if rendering.stack == "prod"
+        else set()
+    )
     for resource in rendering.resources:
         if resource.type.startswith(("mlops:", "pulumi:providers:")):
             continue

@@ -121,3 +121,20 @@ def test_a_flow_spec_names_ports_and_peers():
 def test_without_observability_there_is_no_scrape_flow():
     rendering = render_stack("dev", overrides={"mlops-platform:observability": {"enabled": False}})
     assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
+
+
+def test_only_the_sync_operator_reads_vault_and_the_api_server_reaches_its_webhook(prod):
+    found = policies(prod)
+    readers = found["mlops-vault"]["allow-vault-readers"]
+    assert sources(readers) == {"mlops-external-secrets"} and ports(readers) == {8200}
+    assert ports(found["mlops-external-secrets"]["allow-external-secrets-webhook"]) == {10250}
+
+
+def test_while_installing_vault_only_its_namespaces_are_closed():
+    import yaml
+
+    from tools.render import ROOT
+
+    vault = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"]
+    installing = render_stack("prod", overrides={"mlops-platform:vault": {**vault, "phase": "install"}})
+    assert set(policies(installing)) == {"mlops-vault", "mlops-external-secrets"}

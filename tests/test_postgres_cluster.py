@@ -75,9 +75,11 @@ def test_each_owner_password_is_generated_into_the_secret_its_role_reads(renderi
         password = rendering.find(type="random:index/randomPassword:RandomPassword", name=f"postgres-{name}-password")
         assert password.inputs["length"] >= 32 and password.inputs["special"] is True
         assert data["username"] == name and data["dbname"] == name
-        secret = next(r for r in rendering.find_all(kind="Secret") if r.metadata["name"] == secret_name)
-        assert secret.inputs["type"] == "kubernetes.io/basic-auth"
-        assert secret.metadata["labels"]["cnpg.io/reload"] == "true"
+        declared = next(r for r in rendering.find_all(kind="Secret") + rendering.find_all(kind="ExternalSecret") if r.metadata["name"] == secret_name)
+        # A Secret written directly, or one External Secrets creates from Vault with the same type and labels.
+        secret_type = declared.inputs["type"] if declared.kind == "Secret" else declared.inputs["spec"]["target"]["template"]["type"]
+        assert secret_type == "kubernetes.io/basic-auth"
+        assert declared.metadata["labels"]["cnpg.io/reload"] == "true"
 
 
 def test_connection_uri_round_trips_a_password_full_of_uri_reserved_characters(dev):

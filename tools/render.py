@@ -154,8 +154,14 @@ def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, An
     return state
 
 
-def stack_settings(stack: str, root: Path = ROOT, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Config as the CLI hands it to the program: `project:key` -> string (JSON for non-strings)."""
+def stack_settings(
+    stack: str, root: Path = ROOT, overrides: Mapping[str, Any] | None = None, mock_secrets: bool = True
+) -> dict[str, str]:
+    """Config as the CLI hands it to the program: `project:key` -> string (JSON for non-strings).
+
+    With `mock_secrets`, secret settings the stack file lacks (they live encrypted in a real stack, or are set with
+    `pulumi config set --secret`) get placeholder values: under mocks nothing reaches Vault or a cloud. Pass False
+    to see the program's own error for a missing secret."""
     project = yaml.safe_load((root / "Pulumi.yaml").read_text())
     name = project["name"]
     values: dict[str, Any] = {}
@@ -167,14 +173,22 @@ def stack_settings(stack: str, root: Path = ROOT, overrides: Mapping[str, Any] |
             values[full] = declaration
     stack_file = root / f"Pulumi.{stack}.yaml"
     values.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})
+    if mock_secrets:
+        from components.config import SECRET_KEYS
+
+        for key in SECRET_KEYS:
+            values.setdefault(f"{name}:{key}", f"mock-{key}")
     values.update(overrides or {})
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
-def render_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path = ROOT) -> Rendering:
-    """Evaluate `__main__.py` for `stack` under mocks; raises what the program raises (e.g. ConfigError)."""
+def render_stack(
+    stack: str, overrides: Mapping[str, Any] | None = None, root: Path = ROOT, mock_secrets: bool = True
+) -> Rendering:
+    """Evaluate `__main__.py` for `stack` under mocks; raises what the program raises (e.g. ConfigError).
+    Missing secret settings get placeholders unless `mock_secrets` is False (see stack_settings)."""
     project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
-    config = stack_settings(stack, root, overrides)
+    config = stack_settings(stack, root, overrides, mock_secrets)
 
     def program() -> None:
         sys.path.insert(0, str(root))
