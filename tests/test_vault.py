@@ -204,3 +204,53 @@ def test_bad_vault_settings_are_named(vault, fragment):
 def test_vault_settings_without_the_vault_store_are_refused():
     with pytest.raises(ConfigError, match=r"Vault settings need secrets\.store: vault"):
         parse_stack_config("prod", {**prod_file(), "secrets": {"store": "kubernetes"}})
+
+
+def test_the_rendered_server_config_parses_as_hcl(prod):
+    import hcl  # pyhcl: HCL 1, the dialect of Vault's server configuration
+
+    parsed = hcl.loads(unwrap_secrets(release(prod).inputs["values"])["server"]["ha"]["raft"]["config"])
+    assert parsed["listener"]["tcp"]["address"] == "[::]:8200"
+    raft = parsed["storage"]["raft"]
+    assert raft["path"] == "/vault/data"
+    assert [j["leader_api_addr"] for j in raft["retry_join"]] == [f"http://vault-{n}.vault-internal:8200" for n in range(3)]
+    assert parsed["seal"]["awskms"]["region"] == "eu-central-1" and parsed["seal"]["awskms"]["kms_key_id"]
+    assert "kubernetes" in parsed["service_registration"]
+
+
+STUB_VAULT = """#!/bin/sh
+# A stand-in for the vault CLI (no Vault server is installable here): it checks how the snapshot script calls it.
+case "$1 $2" in
+  "write -field=token")
+    [ "$3" = auth/kubernetes/login ] && [ "$4" = "role=raft-snapshot" ] && [ "$5" = "jwt=service-account-jwt" ] || exit 3
+    echo snapshot-token ;;
+  "operator raft")
+    [ "$VAULT_TOKEN" = snapshot-token ] && [ "$VAULT_ADDR" = http://vault-active.mlops-vault.svc.cluster.local:8200 ] || exit 4
+    [ "$3 $4" = "snapshot save" ] || exit 5
+    printf '%s' "${STUB_SNAPSHOT-raft-bytes}" > "$5" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("snapshot", "succeeds"), [("raft-bytes", True), ("", False)])
+def test_the_snapshot_script_logs_in_with_the_job_token_and_refuses_an_empty_snapshot(prod, tmp_path, snapshot, succeeds):
+    import subprocess
+
+    from tests.realservers import LocalMapping, container_command, container_env
+
+    job = prod.find(kind="CronJob", name="backup-vault-snapshot").manifest()
+    (save,) = pod_spec(job)["initContainers"]
+    bin_dir, account, backup = tmp_path / "bin", tmp_path / "sa", tmp_path / "backup"
+    for directory in (bin_dir, account, backup):
+        directory.mkdir()
+    (bin_dir / "vault").write_text(STUB_VAULT)
+    (bin_dir / "vault").chmod(0o755)
+    (account / "token").write_text("service-account-jwt")
+    mapping = LocalMapping(paths={"/var/run/secrets/kubernetes.io/serviceaccount": account, "/backup": backup, "/tmp": tmp_path})
+    env = {**container_env(save, prod, "mlops-vault", mapping), "STUB_SNAPSHOT": snapshot}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = subprocess.run(container_command(save, mapping), env=env, capture_output=True, text=True, timeout=60)
+    assert (result.returncode == 0) is succeeds, result.stdout + result.stderr
+    saved = list(backup.glob("vault/*/raft.snap"))
+    assert len(saved) == 1 and saved[0].read_text() == snapshot

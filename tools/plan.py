@@ -115,6 +115,14 @@ def _charts(rendering: Rendering, nodes: int) -> Iterator[Workload]:
         yield _spec("Observability", "grafana sidecars (dashboards, datasources)", 2, metrics["grafana"]["sidecar"]["resources"])
         yield _spec("Observability", "kube-state-metrics", 1, metrics["kube-state-metrics"]["resources"])
         yield _spec("Observability", f"node-exporter (x{nodes} nodes)", nodes, metrics["prometheus-node-exporter"]["resources"])
+    if "vault-chart" in releases:
+        server = releases["vault-chart"]["server"]
+        yield _spec("Vault", "server (raft peer)", int(server["ha"]["replicas"]), server["resources"])
+    if "secrets-operator" in releases:
+        operator = releases["secrets-operator"]
+        for part, resources in (("controller", operator["resources"]), ("webhook", operator["webhook"]["resources"]),
+                                ("cert-controller", operator["certController"]["resources"])):
+            yield _spec("External Secrets", part, 1, resources)
     if "observability-logs" in releases:
         yield _spec("Observability", "loki", 1, releases["observability-logs"]["singleBinary"]["resources"])
     if "observability-log-shipper" in releases:
@@ -165,6 +173,12 @@ def claims(rendering: Rendering) -> list[Claim]:
             found.append(Claim("Observability", f"{component}-db", spec["resources"]["requests"]["storage"], spec["storageClassName"], purpose))
         grafana = metrics["grafana"]["persistence"]
         found.append(Claim("Observability", "grafana", grafana["size"], grafana["storageClassName"], "Grafana's database"))
+    if "vault-chart" in releases:
+        server = releases["vault-chart"]["server"]
+        replicas = int(server["ha"]["replicas"])
+        for claim, purpose in (("dataStorage", "raft data of each server"), ("auditStorage", "audit log of each server")):
+            spec = server[claim]
+            found.append(Claim("Vault", f"{claim[:-7]}-vault-<n>", spec["size"], spec["storageClass"], purpose, replicas))
     if "observability-logs" in releases:
         loki = releases["observability-logs"]
         persistence = loki["singleBinary"]["persistence"]
