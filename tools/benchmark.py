@@ -14,7 +14,7 @@ import time
 
 from tools.render import ROOT
 
-FLOOR = "import pulumi, pulumi_kubernetes, pulumi_aws, pulumi_random, pulumi_cloudflare"
+FLOOR = "import pulumi, pulumi_kubernetes, pulumi_aws, pulumi_random, pulumi_cloudflare, pulumi_vault"
 EVALUATE = "from tools.render import render_stack; r = render_stack({stack!r}); print(len(r.resources))"
 
 
