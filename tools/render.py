@@ -1,9 +1,12 @@
 """Run the real program under Pulumi mocks and capture everything it registers.
 
     python -m tools.render --stack dev --out rendered/dev
+    python -m tools.render --stack dev --snapshot before-dev.json      # before a refactor
+    python -m tools.render --stack dev --compare before-dev.json       # after it: same URNs, inputs, options?
 
 writes every Kubernetes object the stack would apply to YAML (Secret values redacted), for review, diffs and
-scanners. Tests use `render_stack()` directly. Config comes from Pulumi.yaml (declared defaults and values)
+scanners; a snapshot records every registered resource (URN, inputs, options) so a refactor can prove it changes
+nothing a `pulumi up` would touch. Tests use `render_stack()` directly. Config comes from Pulumi.yaml (declared defaults and values)
 and the real Pulumi.<stack>.yaml, exactly as the CLI would hand it to the program.
 """
 
@@ -292,12 +295,51 @@ def _dump(path: Path, document: Any) -> Path:
     return path
 
 
+def snapshot(rendering: Rendering) -> dict[str, dict[str, Any]]:
+    """URN -> what Pulumi would diff for that resource: inputs (secrets unwrapped) and resource options.
+    Dependencies are kept as URNs, sorted: their order is an accident of evaluation."""
+    return {
+        r.urn: {
+            "inputs": _integral(unwrap_secrets(r.inputs)),
+            "parent": r.parent,
+            "provider": r.provider.rsplit("::", 1)[0],
+            "protect": r.protect,
+            "retain_on_delete": r.retain_on_delete,
+            "dependencies": sorted(set(r.dependencies)),
+            "aliases": sorted(r.aliases),
+        }
+        for r in rendering.resources
+    }
+
+
+def compare_snapshots(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Every difference a refactor introduced: resources gone, resources new, and per resource each changed field."""
+    problems = [f"gone: {urn}" for urn in sorted(set(before) - set(after))]
+    problems += [f"new: {urn}" for urn in sorted(set(after) - set(before))]
+    for urn in sorted(set(before) & set(after)):
+        for key in sorted(set(before[urn]) | set(after[urn])):
+            if before[urn].get(key) != after[urn].get(key):
+                problems.append(f"changed {key}: {urn}\n  before: {before[urn].get(key)!r}\n  after:  {after[urn].get(key)!r}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name; reads Pulumi.<stack>.yaml")
-    parser.add_argument("--out", required=True, type=Path, help="directory for the YAML files")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--out", type=Path, help="directory for the YAML files")
+    action.add_argument("--snapshot", type=Path, help="write every registered resource (URN, inputs, options) as JSON")
+    action.add_argument("--compare", type=Path, help="compare the stack with a snapshot; exit 1 on any difference")
     options = parser.parse_args(argv)
     rendering = render_stack(options.stack)
+    if options.snapshot:
+        options.snapshot.write_text(json.dumps(snapshot(rendering), indent=1, sort_keys=True, default=str))
+        print(f"{options.stack}: {len(rendering.resources)} resources -> {options.snapshot}")
+        return 0
+    if options.compare:
+        problems = compare_snapshots(json.loads(options.compare.read_text()), json.loads(json.dumps(snapshot(rendering), default=str)))
+        print("\n".join(problems) or f"{options.stack}: {len(rendering.resources)} resources, identical to {options.compare}")
+        return 1 if problems else 0
     written = write_manifests(rendering, options.out)
     print(f"{options.stack}: {len(rendering.resources)} resources, {len(written)} files -> {options.out}")
     return 0
