@@ -50,16 +50,9 @@ foundation = ClusterFoundation(
         storage=config.storage,
         protect=config.protect_state,
         pod_security={
-            # Third-party chart pods (Grafana, Loki, Alloy, kube-state-metrics, the webhook certificate Job) are
-            # hardened through values, but their defaults move between chart versions and no cluster here can
-            # prove each meets restricted: baseline is enforced, restricted audited and warned about.
-            "observability": "baseline",
-            # node-exporter reads the host's network, PIDs and root filesystem; nothing else runs here.
+            # node-exporter reads the host's network, PIDs and root filesystem; nothing else runs here. Every other
+            # namespace enforces restricted: the chart pods there are rendered and admitted by tests/test_charts.py.
             "node-metrics": "privileged",
-            # The Vault and External Secrets charts' pods, like the observability ones: hardened by their charts,
-            # not proven restricted here.
-            "vault": "baseline",
-            "external-secrets": "baseline",
         },
     ),
     opts=platform,

@@ -7,7 +7,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.config import ResourceSpec
 from components.versions import CHARTS
+
+FOOTPRINT = {
+    "cert-manager-controller": ResourceSpec({"cpu": "10m", "memory": "64Mi"}, {"cpu": "200m", "memory": "256Mi"}),
+    "cert-manager-webhook": ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "100m", "memory": "128Mi"}),
+    "cert-manager-cainjector": ResourceSpec({"cpu": "10m", "memory": "64Mi"}, {"cpu": "100m", "memory": "256Mi"}),
+    "barman-cloud-plugin": ResourceSpec({"cpu": "10m", "memory": "64Mi"}, {"cpu": "200m", "memory": "256Mi"}),
+}
+"""Requests and limits of cert-manager and the plugin, whose charts set none: small controllers that watch a handful
+of Certificates and backups. Not measured on a cluster (none here): cert-manager's controller and cainjector cache
+every Secret they watch, hence their larger memory limits."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class CnpgBackupPlugin(pulumi.ComponentResource):
             f"{name}-cert-manager",
             "cert-manager",
             args.cert_manager_namespace,
-            {"crds": {"enabled": True, "keep": True}},
+            cert_manager_values(),
             child,
         )
         # The plugin's chart asks cert-manager for its TLS certificates, so cert-manager's CRDs and webhook come first.
@@ -43,10 +54,21 @@ class CnpgBackupPlugin(pulumi.ComponentResource):
             f"{name}-barman-cloud",
             "plugin-barman-cloud",
             args.operator_namespace,
-            {"crds": {"create": True}},
+            {"crds": {"create": True}, "resources": FOOTPRINT["barman-cloud-plugin"].as_k8s()},
             pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[cert_manager, args.operator])),
         )
         self.register_outputs({})
+
+
+def cert_manager_values() -> dict:
+    # startupapicheck is a post-install hook, which helm.v4.Chart never deploys: it is off rather than half there.
+    return {
+        "crds": {"enabled": True, "keep": True},
+        "resources": FOOTPRINT["cert-manager-controller"].as_k8s(),
+        "webhook": {"resources": FOOTPRINT["cert-manager-webhook"].as_k8s()},
+        "cainjector": {"resources": FOOTPRINT["cert-manager-cainjector"].as_k8s()},
+        "startupapicheck": {"enabled": False},
+    }
 
 
 def _chart(name: str, chart_name: str, namespace: pulumi.Input[str], values: dict, opts: pulumi.ResourceOptions) -> k8s.helm.v4.Chart:

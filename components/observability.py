@@ -399,9 +399,11 @@ def alloy_values(loki_url: pulumi.Input[str]) -> dict:
         },
         "configReloader": {"resources": FOOTPRINT["config-reloader"].as_k8s()},
         # Only what log tailing needs, instead of the chart's default read access to every Secret and ConfigMap.
+        # The chart prints `rules` then `clusterRules` into one ClusterRole, and an empty list there as a stray `[]`
+        # that breaks the render (Alloy 1.11.1): both lists carry part of the one rule set, neither may be empty.
         "rbac": {
-            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log", "namespaces"], "verbs": ["get", "list", "watch"]}],
-            "clusterRules": [],
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}],
+            "clusterRules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}],
         },
     }
 

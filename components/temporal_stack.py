@@ -18,6 +18,10 @@ METRICS_PORT = 9090
 UID = 1000  # the temporal user of the CLI image
 DATA_DIR = "/data"
 SERVER_SERVICES = ("frontend", "history", "matching", "worker")
+# The chart sets no resources for the UI or the schema job. The UI is a small Go server proxying the frontend;
+# the schema job runs temporal-sql-tool once per upgrade. Not measured on a cluster (none here).
+UI_RESOURCES = ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "200m", "memory": "128Mi"})
+SCHEMA_JOB_RESOURCES = ResourceSpec({"cpu": "50m", "memory": "64Mi"}, {"cpu": "500m", "memory": "256Mi"})
 
 
 @dataclass(frozen=True)
@@ -243,9 +247,14 @@ def chart_values(args: TemporalStackArgs, engine: ChartEngine) -> dict:
             },
             **{svc: service for svc in SERVER_SERVICES},
         },
-        "web": {"enabled": True, "image": {"repository": ui_image[0], "tag": ui_image[1]}, "containerSecurityContext": restricted},
+        "web": {
+            "enabled": True,
+            "image": {"repository": ui_image[0], "tag": ui_image[1]},
+            "resources": UI_RESOURCES.as_k8s(),
+            "containerSecurityContext": restricted,
+        },
         "admintools": {"enabled": False},
-        "schema": {"useHelmHooks": True, "containerSecurityContext": restricted},
+        "schema": {"useHelmHooks": True, "resources": SCHEMA_JOB_RESOURCES.as_k8s(), "containerSecurityContext": restricted},
         # Our server image is 1.31: its entrypoint renders config natively, without the dockerize shim.
         "shims": {"dockerize": False},
     }

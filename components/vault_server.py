@@ -17,6 +17,7 @@ from components.versions import CHARTS, IMAGES
 PORT = 8200
 AUDIT_DIR = "/vault/audit"
 UNSEAL_SECRET = "vault-kms-unseal"
+VAULT_UID, VAULT_GID = 100, 1000  # the image's vault user; the chart's defaults
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,22 @@ def chart_values(args: VaultServerArgs, seal: tuple[pulumi.Resource, pulumi.Outp
     server: dict = {
         "image": {"repository": repository, "tag": tag},
         "resources": config.resources.as_k8s(),
+        # The chart's defaults (non-root uid 100, no privilege escalation) miss two of the restricted profile's
+        # controls: dropping every capability and the RuntimeDefault seccomp profile. Vault needs no capability:
+        # the chart appends `disable_mlock = true` (raft's memory maps must not be locked) and sets SKIP_SETCAP, so
+        # IPC_LOCK is never used.
+        "statefulSet": {
+            "securityContext": {
+                "pod": {
+                    "runAsNonRoot": True,
+                    "runAsUser": VAULT_UID,
+                    "runAsGroup": VAULT_GID,
+                    "fsGroup": VAULT_GID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "container": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        },
         "dataStorage": {**claim, "size": config.data_size},
         "auditStorage": {**claim, "size": config.audit_size, "mountPath": AUDIT_DIR},
         # The claims outlive the StatefulSet: raft data survives an uninstall or a scale-down.

@@ -21,6 +21,12 @@ IMAGES = {
     "postgres": f"ghcr.io/cloudnative-pg/postgresql:{POSTGRES_MAJOR}.6-standard-trixie",
     "valkey": "valkey/valkey:9.1.1",
     # The Temporal CLI image, whose `server start-dev` is the dev engine (temporalio/auto-setup is deprecated).
+    # Dev and prod servers differ by one minor, on purpose: CLI 1.9.1 embeds Temporal Server 1.32.0, while the
+    # newest Temporal chart (1.6.0) is built and tested for server 1.31.2 and no chart release targets 1.32 yet.
+    # Running 1.32 under the 1.6.0 chart would pair a server with config templates and a schema job it was not
+    # released with; an older CLI would lose what dev users get from 1.9.1. The SDK/gRPC API workflows use is the same
+    # in both; the dev SQLite store and the prod PostgreSQL store share no data, so no schema skew can meet. Move
+    # prod to 1.32 with the first chart release that pins it.
     "temporal-cli": "temporalio/temporal:1.9.1",
     "temporal-server": "temporalio/server:1.31.2",
     "temporal-admin-tools": "temporalio/admin-tools:1.31.2",
