@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from tools.render import Rendering, render_stack
@@ -15,9 +17,15 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws")
 
 
+@functools.cache
+def rendered(stack: str) -> Rendering:
+    """The stack under mocks, once per session (also for test modules that parametrize on what it registers)."""
+    return render_stack(stack)
+
+
 @pytest.fixture(scope="session")
 def renderings() -> dict[str, Rendering]:
-    return {stack: render_stack(stack) for stack in STACKS}
+    return {stack: rendered(stack) for stack in STACKS}
 
 
 @pytest.fixture(scope="session")

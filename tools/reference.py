@@ -10,7 +10,7 @@ import copy
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ def reference_dir() -> Path | None:
     return path if (path / "charts").is_dir() else None
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present: the CRDs are megabytes
+class UpstreamLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present: the CRDs are megabytes
     """PyYAML that also accepts the bare `=` value some upstream CRDs contain."""
 
 
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+UpstreamLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 def _documents(path: Path) -> list[Any]:
@@ -38,25 +38,29 @@ def _documents(path: Path) -> list[Any]:
     if path.name.endswith(".tmpl"):
         # Helm templates: drop the template-only lines, keep the YAML between them.
         text = "\n".join(line for line in text.splitlines() if "{{" not in line)
-    return [doc for doc in yaml.load_all(text, Loader=_Loader) if isinstance(doc, dict)]
+    return [doc for doc in yaml.load_all(text, Loader=UpstreamLoader) if isinstance(doc, dict)]
 
 
 @functools.cache
 def crd_schemas() -> dict[tuple[str, str], dict]:
     """openAPIV3Schema by (apiVersion, kind), for every CRD in the reference charts."""
     root = reference_dir()
-    schemas: dict[tuple[str, str], dict] = {}
     if root is None:
-        return schemas
-    for path in sorted(root.glob("charts/*/*/crds/*.yaml*")):
-        for doc in _documents(path):
-            if doc.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
-            for version in doc["spec"]["versions"]:
-                schema = (version.get("schema") or {}).get("openAPIV3Schema")
-                if schema:
-                    schemas[(f"{group}/{version['name']}", kind)] = _strict(schema)
+        return {}
+    return schemas_of(doc for path in sorted(root.glob("charts/*/*/crds/*.yaml*")) for doc in _documents(path))
+
+
+def schemas_of(documents: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict]:
+    """openAPIV3Schema by (apiVersion, kind) of the CustomResourceDefinitions among `documents`, made strict."""
+    schemas: dict[tuple[str, str], dict] = {}
+    for doc in documents:
+        if doc.get("kind") != "CustomResourceDefinition":
+            continue
+        group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
+        for version in doc["spec"]["versions"]:
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if schema:
+                schemas[(f"{group}/{version['name']}", kind)] = _strict(schema)
     return schemas
 
 
@@ -92,9 +96,12 @@ def _python_pattern(pattern: str) -> str:
     return pattern
 
 
-def custom_resource_problems(manifest: Mapping[str, Any]) -> list[str] | None:
-    """Schema violations of a custom resource, or None when no reference CRD describes its kind."""
-    schema = crd_schemas().get((manifest["apiVersion"], manifest["kind"]))
+def custom_resource_problems(
+    manifest: Mapping[str, Any], schemas: Mapping[tuple[str, str], dict] | None = None
+) -> list[str] | None:
+    """Schema violations of a custom resource, or None when no CRD describes its kind (the reference CRDs, or
+    `schemas`, e.g. those the rendered charts ship)."""
+    schema = (crd_schemas() if schemas is None else schemas).get((manifest["apiVersion"], manifest["kind"]))
     if schema is None:
         return None
     validator = jsonschema.Draft7Validator(schema)
@@ -110,7 +117,7 @@ def chart_values(chart: str, version: str) -> dict | None:
     path = root / "charts" / chart / version / "values.yaml" if root else None
     if path is None or not path.exists():
         return None
-    return yaml.load(path.read_text(), Loader=_Loader) or {}
+    return yaml.load(path.read_text(), Loader=UpstreamLoader) or {}
 
 
 def unknown_values_keys(values: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -1,6 +1,7 @@
 """Run the real program under Pulumi mocks and capture everything it registers.
 
     python -m tools.render --stack dev --out rendered/dev
+    python -m tools.render --stack dev --out rendered/dev --charts     # and every Helm release, rendered by Helm
     python -m tools.render --stack dev --snapshot before-dev.json      # before a refactor
     python -m tools.render --stack dev --compare before-dev.json       # after it: same URNs, inputs, options?
 
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--out", type=Path, help="directory for the YAML files")
     action.add_argument("--snapshot", type=Path, help="write every registered resource (URN, inputs, options) as JSON")
     action.add_argument("--compare", type=Path, help="compare the stack with a snapshot; exit 1 on any difference")
+    parser.add_argument("--charts", action="store_true", help="with --out: also every Helm release, rendered by Helm")
     options = parser.parse_args(argv)
     rendering = render_stack(options.stack)
     if options.snapshot:
@@ -342,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     written = write_manifests(rendering, options.out)
     print(f"{options.stack}: {len(rendering.resources)} resources, {len(written)} files -> {options.out}")
+    if options.charts:
+        from tools.charts import render_stack_charts, summary, write_objects
+
+        charts = render_stack_charts(rendering)
+        print(summary(charts))
+        print(f"{len(write_objects(charts, options.out))} rendered chart objects -> {options.out}")
+        return 1 if charts.missing or charts.failed else 0
     return 0
 
 
