@@ -3,8 +3,12 @@ release names, namespaces), kubeVersion and schema enforcement, and what a missi
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
 import json
 import re
+import threading
 
 import pytest
 
@@ -108,6 +112,36 @@ def test_a_template_error_is_helms_own(cache):
     (cache / "templates" / "broken.yaml").write_text("{{ required \"size is required\" .Values.missing }}\n")
     with pytest.raises(RenderError, match="size is required"):
         render_release(release(RELEASE_TYPE))
+
+
+@pytest.fixture
+def helm_repository(cache, tmp_path):
+    """The demo chart packaged and indexed as a Helm repository served on 127.0.0.1."""
+    import helm_python as helm
+
+    served = tmp_path / "repository"
+    served.mkdir()
+    helm.package(cache, destination=served)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    )
+    url = f"http://127.0.0.1:{server.server_port}"
+    helm.repo_index_generate(served, base_url=url)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield url
+    server.shutdown()
+
+
+def test_pull_lays_each_chart_out_where_the_renderer_reads_it(helm_repository, tmp_path, monkeypatch):
+    monkeypatch.setenv(charts.CACHE_ENV, str(tmp_path / "fresh-cache"))
+    served = Chart(DEMO.name, DEMO.version, helm_repository)
+    out = io.StringIO()
+    (pulled,) = charts.pull([served], out=out)
+    assert pulled == tmp_path / "fresh-cache" / "demo" / "1.0.0"
+    assert "kubeVersion" in (pulled / "Chart.yaml").read_text() and (pulled / "crds" / "widgets.yaml").is_file()
+    assert "Job/migrate" in names(render_release(release(RELEASE_TYPE)))
+    assert charts.pull([served], out=out) == []
+    assert out.getvalue().splitlines()[-1] == f"demo 1.0.0: cached in {pulled}"
 
 
 def test_a_missing_chart_names_itself_and_the_command(tmp_path, monkeypatch):
