@@ -14,6 +14,7 @@ import functools
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -77,8 +78,13 @@ def describe(obj: dict) -> str:
     return f"{obj['kind']}/{meta.get('namespace', '-')}/{meta.get('name')}"
 
 
-def pod_containers(spec: dict) -> list[dict]:
-    return [*spec.get("initContainers", []), *spec.get("containers", []), *spec.get("ephemeralContainers", [])]
+def containers_of(objects: list[dict]) -> Iterator[tuple[str, dict]]:
+    """(`Kind/namespace/name container c`, container) for every container of every pod template, init and
+    ephemeral ones included."""
+    for obj in objects:
+        for _, spec in pod_templates(obj):
+            for container in [*spec.get("initContainers", []), *spec.get("containers", []), *spec.get("ephemeralContainers", [])]:
+                yield f"{describe(obj)} container {container['name']}", container
 
 
 def test_every_release_renders(result):
@@ -110,26 +116,22 @@ def test_every_pod_is_admitted_by_its_namespace(result, release_key):
 
 def test_every_container_has_requests_and_a_memory_limit(result):
     missing = {}
-    for obj in result.objects:
-        for _, spec in pod_templates(obj):
-            for container in pod_containers(spec):
-                resources = container.get("resources") or {}
-                lacks = [f"requests.{r}" for r in ("cpu", "memory") if r not in (resources.get("requests") or {})]
-                lacks += ["limits.memory"] if "memory" not in (resources.get("limits") or {}) else []
-                if lacks:
-                    missing[f"{describe(obj)} container {container['name']}"] = lacks
+    for label, container in containers_of(result.objects):
+        resources = container.get("resources") or {}
+        lacks = [f"requests.{r}" for r in ("cpu", "memory") if r not in (resources.get("requests") or {})]
+        lacks += ["limits.memory"] if "memory" not in (resources.get("limits") or {}) else []
+        if lacks:
+            missing[label] = lacks
     assert missing == {}
 
 
 def test_every_image_is_pinned_and_none_is_bitnami(result):
     bad = {}
-    for obj in result.objects:
-        for _, spec in pod_templates(obj):
-            for container in pod_containers(spec):
-                image = container.get("image", "")
-                last = image.rsplit("/", 1)[-1]
-                if "bitnami" in image or FLOATING_TAGS.search(image) or (":" not in last and "@" not in last):
-                    bad[f"{describe(obj)} container {container['name']}"] = image
+    for label, container in containers_of(result.objects):
+        image = container.get("image", "")
+        last = image.rsplit("/", 1)[-1]
+        if "bitnami" in image or FLOATING_TAGS.search(image) or (":" not in last and "@" not in last):
+            bad[label] = image
     assert bad == {}
 
 
