@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_aws as aws
-import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
@@ -403,9 +401,13 @@ class _MinioEngine:
 
 
 class _S3Engine:
-    """AWS S3: private, versioned, encrypted buckets that refuse plain HTTP; one IAM user per consumer."""
+    """AWS S3: private, versioned, encrypted buckets that refuse plain HTTP; one IAM user per consumer.
+
+    The cloud SDKs are imported by their engine only, so a stack pays for the one it uses (seconds for cloudflare)."""
 
     def __init__(self, name: str, args: ObjectStoreArgs, settings: S3Settings, child: pulumi.ResourceOptions) -> None:
+        import pulumi_aws as aws
+
         self.endpoint = pulumi.Output.from_input(f"https://s3.{args.region}.amazonaws.com")
         physical = {bucket: f"{settings.bucket_prefix}-{bucket}" for bucket in args.buckets}
         self.bucket_names = {
@@ -434,6 +436,8 @@ class _S3Engine:
     def _bucket(
         name: str, bucket_name: str, is_backups: bool, settings: S3Settings, protect: bool, child: pulumi.ResourceOptions
     ) -> pulumi.Output[str]:
+        import pulumi_aws as aws
+
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=bucket_name,
@@ -538,6 +542,8 @@ class _R2Engine:
     """
 
     def __init__(self, name: str, args: ObjectStoreArgs, settings: R2Settings, child: pulumi.ResourceOptions) -> None:
+        import pulumi_cloudflare as cloudflare
+
         self.endpoint = pulumi.Output.from_input(f"https://{settings.account_id}.r2.cloudflarestorage.com")
         self.bucket_names = {}
         for bucket in args.buckets:

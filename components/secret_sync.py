@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_vault as vault
 
 from components import kube
 from components.config import ResourceSpec, VaultConfig
@@ -58,6 +57,9 @@ class SecretSync(pulumi.ComponentResource):
     """Vault Kubernetes-auth role the snapshot CronJob logs in with."""
 
     def __init__(self, name: str, args: SecretSyncArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Imported here, not at the top: only stacks whose secrets live in Vault load the vault SDK.
+        import pulumi_vault as vault
+
         super().__init__("mlops:secret_sync:SecretSync", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         config = args.config

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import kube
@@ -135,7 +134,9 @@ def _kms_unseal(name: str, args: VaultServerArgs, kms: KmsUnseal, child: pulumi.
     """A KMS key, an IAM user allowed only to use it, and its access key in the Secret Vault reads at start.
 
     This one credential is a Kubernetes Secret written by Pulumi on purpose: Vault needs it to unseal, before it can
-    serve any secret, so it cannot live in Vault."""
+    serve any secret, so it cannot live in Vault. The aws SDK is imported here: only auto-unsealing stacks use it."""
+    import pulumi_aws as aws
+
     key = aws.kms.Key(
         f"{name}-unseal-key",
         description="mlops-platform Vault auto-unseal",
