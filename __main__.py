@@ -94,7 +94,9 @@ def platform_flows() -> tuple[Flow, ...]:
         Flow("cnpg-webhook", "cnpg", (9443,), (ANYWHERE,)),
     ]
     if "storage" in roles:
-        s3_users = ("mlflow", "data", *(("observability",) if observe.enabled else ()))
+        # Every namespace with a bucket consumer (Vault's snapshot job uploads too), and Prometheus scraping MinIO.
+        vault_backup = ("vault",) if config.vault and config.vault.deploy else ()
+        s3_users = ("mlflow", "data", *vault_backup, *(("observability",) if observe.enabled else ()))
         flows.append(Flow("s3-clients", "storage", (9000,), (*s3_users, "clients")))
     if "cert-manager" in roles:
         flows.append(Flow("cert-manager-webhook", "cert-manager", (10250,), (ANYWHERE,)))

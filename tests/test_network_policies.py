@@ -138,3 +138,10 @@ def test_while_installing_vault_only_its_namespaces_are_closed():
     vault = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"]
     installing = render_stack("prod", overrides={"mlops-platform:vault": {**vault, "phase": "install"}})
     assert set(policies(installing)) == {"mlops-vault", "mlops-external-secrets"}
+
+
+def test_with_minio_and_vault_the_snapshot_job_reaches_the_s3_port():
+    rendering = render_stack("dev", overrides={"mlops-platform:secrets": {"store": "vault"}, "mlops-platform:vault": {"phase": "configure"}})
+    s3 = policies(rendering)["mlops-storage"]["allow-s3-clients"]
+    assert "mlops-vault" in sources(s3)
+    assert rendering.find(kind="CronJob", name="backup-vault-snapshot").metadata["namespace"] == "mlops-vault"
