@@ -115,11 +115,13 @@ def platform_flows() -> tuple[Flow, ...]:
         namespace, target = NODE_PORT_TARGETS[role]
         flows.append(Flow(f"node-port-{node_port}", namespace, (target,), (ANYWHERE,)))
     # Only namespaces this phase creates (no observability when it is off, only Vault while installing it).
-    return tuple(
+    existing = [
         replace(flow, sources=tuple(s for s in flow.sources if s in roles or s in ("clients", ANYWHERE)))
         for flow in flows
         if flow.namespace in roles
-    )
+    ]
+    # A flow none of whose sources exist is dropped: a policy with an empty `from` admits every source.
+    return tuple(flow for flow in existing if flow.sources)
 
 
 vault_server = (

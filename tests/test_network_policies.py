@@ -138,6 +138,19 @@ def test_while_installing_vault_only_its_namespaces_are_closed():
     vault = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"]
     installing = render_stack("prod", overrides={"mlops-platform:vault": {**vault, "phase": "install"}})
     assert set(policies(installing)) == {"mlops-vault", "mlops-external-secrets"}
+    # Prometheus does not exist yet: no scrape policy, whose `from` would be empty, which admits everything.
+    assert set(policies(installing)["mlops-vault"]) == {"default-deny-ingress", "allow-same-namespace", "allow-vault-readers"}
+    assert_no_policy_admits_every_source(installing)
+
+
+def assert_no_policy_admits_every_source(rendering):
+    for policy in rendering.find_all(kind="NetworkPolicy"):
+        for rule in policy.inputs["spec"].get("ingress", []):
+            assert rule.get("from", ["absent"]) != [], f"{policy.name}: an empty `from` admits every source"
+
+
+def test_no_policy_admits_every_source(rendering):
+    assert_no_policy_admits_every_source(rendering)
 
 
 def test_with_minio_and_vault_the_snapshot_job_reaches_the_s3_port():
