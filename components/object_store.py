@@ -10,16 +10,38 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import EXPIRING_BACKUP_PREFIXES, ResourceSpec, RetentionConfig
+from components.config import EXPIRING_BACKUP_PREFIXES, ResourceSpec, RetentionConfig, StackConfig
+from components.facts import CLIENTS, ComponentFacts, Flow, Metrics, NamespaceFact, NodePortTarget
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 S3_PORT = 9000
 CONSOLE_PORT = 9001
 MINIO_UID = 1000
+METRICS_PATH = "/minio/v2/metrics/cluster"
+NAMESPACE = "storage"
+"""Namespace role of the in-cluster engine (minio); the cloud engines run nothing in the cluster."""
 
 CONSUMER_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 CONSUMER_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """MinIO, the in-cluster engine, runs in `storage`: the S3 API on S3_PORT (its cluster metrics too), the web
+    console on CONSOLE_PORT. The cloud engines run nothing in the cluster."""
+    if config.object_store.engine != "minio":
+        return ComponentFacts("objects")
+    return ComponentFacts(
+        "objects",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        node_ports={"minioApi": NodePortTarget(NAMESPACE, S3_PORT), "minioConsole": NodePortTarget(NAMESPACE, CONSOLE_PORT)},
+        metrics=(Metrics(NAMESPACE, S3_PORT, METRICS_PATH),),
+    )
+
+
+def client_flow(users: tuple[str, ...]) -> Flow:
+    """The in-cluster S3 API, for the namespaces of its users and the platform's clients."""
+    return Flow("s3-clients", NAMESPACE, (S3_PORT,), (*users, CLIENTS))
 
 
 @dataclass(frozen=True)
@@ -287,7 +309,7 @@ class _MinioEngine:
                 namespace=namespace,
                 app="minio",
                 match_labels=kube.selector("minio", "server"),
-                endpoints=[{"port": "s3", "path": "/minio/v2/metrics/cluster", "interval": "60s"}],
+                endpoints=[{"port": "s3", "path": METRICS_PATH, "interval": "60s"}],
                 opts=pulumi.ResourceOptions(parent=child.parent, depends_on=[api, settings.metrics_after]),
             )
         self.endpoint = pulumi.Output.concat("http://minio.", namespace, f".svc.cluster.local:{S3_PORT}")

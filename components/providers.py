@@ -18,6 +18,11 @@ def kubernetes_provider(config: StackConfig) -> k8s.Provider:
     )
 
 
+def providers_for(config: StackConfig) -> pulumi.ResourceOptions:
+    """The options every component is built with: the kubernetes provider and the object store engine's provider."""
+    return pulumi.ResourceOptions(providers=[kubernetes_provider(config), *cloud_providers(config)])
+
+
 def cloud_providers(config: StackConfig) -> list[pulumi.ProviderResource]:
     """The object store engine's provider: aws for s3, cloudflare for r2, none for minio.
 

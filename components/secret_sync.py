@@ -12,16 +12,34 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube
-from components.config import ResourceSpec, VaultConfig
+from components import kube, vault_server
+from components.config import ResourceSpec, StackConfig, VaultConfig
+from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact, PodSecurity
 from components.secret_store import CLUSTER_STORE, VaultSecrets
 from components.versions import CHARTS
 
+NAMESPACE = "external-secrets"
+WEBHOOK_PORT = 10250
 OPERATOR_ACCOUNT = "external-secrets"
 SNAPSHOT_ACCOUNT = "vault-snapshot"
 SNAPSHOT_ROLE = "raft-snapshot"
 AUTH_PATH = "kubernetes"
 OPERATOR_RESOURCES = ResourceSpec({"cpu": "10m", "memory": "64Mi"}, {"cpu": "200m", "memory": "256Mi"})
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """The External Secrets Operator runs in `external-secrets`, reads Vault, and its admission webhook on
+    WEBHOOK_PORT is called by the API server."""
+    return ComponentFacts(
+        "secrets",
+        namespaces=(NamespaceFact(NAMESPACE, PodSecurity(
+            "baseline", "the External Secrets chart's pods are hardened by their chart, not proven restricted here",
+        )),),
+        flows=(
+            Flow("vault-readers", vault_server.NAMESPACE, (vault_server.PORT,), (NAMESPACE,)),
+            Flow("external-secrets-webhook", NAMESPACE, (WEBHOOK_PORT,), (ANYWHERE,)),
+        ),
+    )
 
 
 @dataclass(frozen=True)

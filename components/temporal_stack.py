@@ -8,9 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import ResourceSpec
+from components.config import TEMPORAL_DATABASES, ResourceSpec, StackConfig
+from components.facts import CLIENTS, ComponentFacts, DatabaseUse, Flow, Metrics, NamespaceFact, NodePortTarget
 from components.versions import CHARTS, IMAGES
 
+NAMESPACE = "temporal"
 GRPC_PORT = 7233
 UI_PORT = 8233
 CHART_UI_PORT = 8080
@@ -18,6 +20,20 @@ METRICS_PORT = 9090
 UID = 1000  # the temporal user of the CLI image
 DATA_DIR = "/data"
 SERVER_SERVICES = ("frontend", "history", "matching", "worker")
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Temporal's frontend serves clients on GRPC_PORT and every server its metrics on METRICS_PORT; gRPC and the UI
+    can have NodePorts. The chart engine keeps its stores in TEMPORAL_DATABASES."""
+    on_postgres = config.temporal.engine == "chart"
+    return ComponentFacts(
+        "temporal",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("temporal-clients", NAMESPACE, (GRPC_PORT,), (CLIENTS,)),),
+        node_ports={"temporalGrpc": NodePortTarget(NAMESPACE, GRPC_PORT), "temporalUi": NodePortTarget(NAMESPACE, UI_PORT)},
+        metrics=(Metrics(NAMESPACE, METRICS_PORT),),
+        databases=(DatabaseUse(TEMPORAL_DATABASES, NAMESPACE),) if on_postgres else (),
+    )
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,26 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import VaultConfig
+from components.config import StackConfig, VaultConfig
+from components.facts import ComponentFacts, Metrics, NamespaceFact, PodSecurity
 from components.versions import CHARTS, IMAGES
 
+NAMESPACE = "vault"
 PORT = 8200
+METRICS_PATH = "/v1/sys/metrics"
 AUDIT_DIR = "/vault/audit"
 UNSEAL_SECRET = "vault-kms-unseal"
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Vault runs in `vault` and serves its API and metrics on PORT (its readers are declared by SecretSync)."""
+    return ComponentFacts(
+        "vault",
+        namespaces=(NamespaceFact(NAMESPACE, PodSecurity(
+            "baseline", "the Vault chart's pods are hardened by their chart, not proven restricted here",
+        )),),
+        metrics=(Metrics(NAMESPACE, PORT, METRICS_PATH),),
+    )
 
 
 @dataclass(frozen=True)
