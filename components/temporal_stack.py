@@ -23,14 +23,15 @@ SERVER_SERVICES = ("frontend", "history", "matching", "worker")
 
 
 def facts(config: StackConfig) -> ComponentFacts:
-    """Temporal's frontend serves clients on GRPC_PORT and every server its metrics on METRICS_PORT; gRPC and the UI
-    can have NodePorts. The chart engine keeps its stores in TEMPORAL_DATABASES."""
+    """Temporal's frontend serves clients on GRPC_PORT and every server its metrics on METRICS_PORT. The dev engine
+    can put gRPC and its UI on NodePorts; the chart engine has none, and keeps its stores in TEMPORAL_DATABASES."""
     on_postgres = config.temporal.engine == "chart"
+    node_ports = {"temporalGrpc": NodePortTarget(NAMESPACE, GRPC_PORT), "temporalUi": NodePortTarget(NAMESPACE, UI_PORT)}
     return ComponentFacts(
         "temporal",
         namespaces=(NamespaceFact(NAMESPACE),),
         flows=(Flow("temporal-clients", NAMESPACE, (GRPC_PORT,), (CLIENTS,)),),
-        node_ports={"temporalGrpc": NodePortTarget(NAMESPACE, GRPC_PORT), "temporalUi": NodePortTarget(NAMESPACE, UI_PORT)},
+        node_ports={} if on_postgres else node_ports,
         metrics=(Metrics(NAMESPACE, METRICS_PORT),),
         databases=(DatabaseUse(TEMPORAL_DATABASES, NAMESPACE),) if on_postgres else (),
     )

@@ -203,6 +203,12 @@ def test_a_node_port_of_a_component_the_stack_leaves_out_is_unused():
     assert "node-port-30090" not in {f.name for f in planned.flows}
 
 
+def test_the_temporal_chart_engine_has_no_node_ports_and_so_no_flows_from_anywhere():
+    planned = stack_plan("dev", temporal={"engine": "chart"})
+    assert not {"temporalGrpc", "temporalUi"} & set(planned.node_ports)
+    assert not [f for f in planned.flows if f.namespace == "temporal" and ANYWHERE in f.sources]
+
+
 def test_the_s3_api_admits_the_namespaces_of_its_consumers_and_prometheus(dev):
     assert flow(dev, "s3-clients", "storage").sources == ("mlflow", "data", "observability", CLIENTS)
     with_vault = stack_plan("dev", secrets={"store": "vault"}, vault={"phase": "configure"})
