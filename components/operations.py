@@ -163,7 +163,7 @@ def export_outputs(
     if plan.config.object_store.engine == "minio":
         every_key = "go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{\"\\n\"}}{{end}}'"
         pulumi.export("minio_credentials_command", _read_secret_command(plan, namespaces[object_store.NAMESPACE], "minio-root", every_key))
-    pulumi.export("local_urls", {role: f"http://localhost:{port}" for role, port in sorted(plan.config.node_ports.items())})
+    pulumi.export("local_urls", {role: f"http://localhost:{planned.node_port}" for role, planned in plan.node_ports.items()})
 
 
 def export_vault_install_steps(plan: PlatformPlan, foundation: ClusterFoundation) -> None:

@@ -118,9 +118,11 @@ def test_a_flow_spec_names_ports_and_peers():
     }]
 
 
-def test_without_observability_there_is_no_scrape_flow():
+def test_without_observability_there_is_no_scrape_flow_nor_its_node_ports():
     rendering = render_stack("dev", overrides={"mlops-platform:observability": {"enabled": False}})
     assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
+    # The nodePorts block still names them, but nothing serves them: no URL to hand out.
+    assert set(rendering.outputs["local_urls"]) == {"minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi"}
 
 
 def test_only_the_sync_operator_reads_vault_and_the_api_server_reaches_its_webhook(prod):
