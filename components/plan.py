@@ -146,6 +146,8 @@ def platform_plan(config: StackConfig) -> PlatformPlan:
     """The plan of the configured stack; raises PlanError if component facts contradict each other or the config."""
     stack = _stack_components(config)
     components = VAULT_INSTALL if config.installing_vault else stack
+    # Namespaces and flows come from the whole configured stack, kept to this phase's namespaces: while Vault is
+    # being installed its namespaces exist already, closed to all but what Vault itself needs.
     every = [FACTS[name](config) for name in stack if name in FACTS]
     built = [facts for facts in every if facts.name in components]
     namespaces = _namespaces(config, every)
