@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube
-from components.config import ResourceSpec
+from components import kube, mlflow_server, postgres_cluster, vault_server
+from components.config import ResourceSpec, StackConfig
+from components.facts import BucketUse, ComponentFacts
 from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
 from components.versions import IMAGES
 
@@ -25,6 +26,29 @@ NOBODY = 65534
 RCLONE_PROVIDERS = {"minio": "Minio", "s3": "AWS", "r2": "Cloudflare"}
 DEADLINES = {"postgres-logical": 3 * 3600, "mlflow-sqlite": 3600, "objects-mirror": 6 * 3600, "vault-snapshot": 1800}
 """activeDeadlineSeconds per backup: a run that takes longer is killed and counts as failed."""
+BUCKET = "backups"
+"""The bucket every backup goes to (config requires it among objectStore.buckets)."""
+POSTGRES_CONSUMER = "postgres-backup"
+"""The bucket consumer PostgreSQL's backups upload as: the dumps, and the continuous archive when it is on."""
+
+
+def jobs(config: StackConfig) -> dict[str, BucketUse]:
+    """The backup CronJobs a stack runs, each with the bucket consumer (and so the namespace) it uploads as."""
+    planned = {"postgres-logical": BucketUse(POSTGRES_CONSUMER, postgres_cluster.NAMESPACE, (BUCKET,))}
+    if config.mlflow.engine == "sqlite":
+        # The job mounts MLflow's claim, so it runs beside MLflow.
+        planned["mlflow-sqlite"] = BucketUse("mlflow-backup", mlflow_server.NAMESPACE, (BUCKET,))
+    if config.object_store.engine != "s3":
+        # S3 versioning and lifecycle already undo deletes; MinIO and R2 have neither, so every bucket is mirrored.
+        planned["objects-mirror"] = BucketUse("object-mirror", postgres_cluster.NAMESPACE, config.object_store.buckets)
+    if config.vault and config.vault.deploy:
+        planned["vault-snapshot"] = BucketUse("vault-backup", vault_server.NAMESPACE, (BUCKET,))
+    return planned
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Each backup job uploads with credentials of its own, scoped to the buckets it reads or writes."""
+    return ComponentFacts("backups", buckets=tuple(jobs(config).values()))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ class ClusterFoundationArgs:
     protect: bool = False
     """Protect the StorageClass (prod): deleting it would orphan every claim's provisioning."""
     pod_security: Mapping[str, str] = field(default_factory=dict)
-    """Pod Security level enforced per namespace role where it is not `restricted`, with the reason in the caller."""
+    """Pod Security level enforced per namespace role (`restricted` where absent); the platform plan holds each
+    level's reason."""
 
 
 class ClusterFoundation(pulumi.ComponentResource):

@@ -7,8 +7,22 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import ResourceSpec
+from components.config import ResourceSpec, StackConfig
+from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact
 from components.versions import CHARTS
+
+CERT_MANAGER_NAMESPACE = "cert-manager"
+CERT_MANAGER_WEBHOOK_PORT = 10250
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """cert-manager runs in its own namespace, its webhook on CERT_MANAGER_WEBHOOK_PORT called by the API server;
+    the plugin itself runs beside the operator."""
+    return ComponentFacts(
+        "cnpg-backup",
+        namespaces=(NamespaceFact(CERT_MANAGER_NAMESPACE),),
+        flows=(Flow("cert-manager-webhook", CERT_MANAGER_NAMESPACE, (CERT_MANAGER_WEBHOOK_PORT,), (ANYWHERE,)),),
+    )
 
 FOOTPRINT = {
     "cert-manager-controller": ResourceSpec({"cpu": "10m", "memory": "64Mi"}, {"cpu": "200m", "memory": "256Mi"}),

@@ -7,8 +7,21 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import ResourceSpec
+from components.config import ResourceSpec, StackConfig
+from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact
 from components.versions import CHARTS
+
+NAMESPACE = "cnpg"
+WEBHOOK_PORT = 9443
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """The operator runs in `cnpg`; its admission webhook on WEBHOOK_PORT is called by the API server, not a pod."""
+    return ComponentFacts(
+        "cnpg",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("cnpg-webhook", NAMESPACE, (WEBHOOK_PORT,), (ANYWHERE,)),),
+    )
 
 
 @dataclass(frozen=True)

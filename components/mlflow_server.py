@@ -10,12 +10,26 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import ResourceSpec
+from components.config import MLFLOW_DATABASES, ResourceSpec, StackConfig
+from components.facts import (
+    CLIENTS,
+    BucketUse,
+    ComponentFacts,
+    DatabaseUse,
+    Flow,
+    Metrics,
+    NamespaceFact,
+    NodePortTarget,
+)
 from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 PORT = 5000
+NAMESPACE = "mlflow"
+CONSUMER = "mlflow"
+"""MLflow's object-store consumer: its credentials Secret is `mlflow-s3-credentials`."""
+TRACKING_DATABASE, AUTH_DATABASE = MLFLOW_DATABASES
 UID = 1000
 DATA_DIR = "/mlflow"
 AUTH_DIR = "/etc/mlflow/auth"
@@ -26,6 +40,22 @@ METRICS_DIR = "/tmp/prometheus-metrics"  # the worker processes' shared metric f
 # Prometheus scrapes each pod by its IP, so the Host header is `<pod IP>:5000`. MLflow's own default allow-list
 # admits the private ranges; we admit them on the server port only.
 POD_ADDRESS_PATTERNS = ("10.*", "192.168.*", *(f"172.{n}.*" for n in range(16, 32)))
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """MLflow serves clients (and, with an Ingress, the ingress controller) on PORT, and its metrics there too; it
+    proxies artifacts to its bucket and, on the postgres engine, keeps runs and users in MLFLOW_DATABASES."""
+    mlflow = config.mlflow
+    ingress_controller = (mlflow.ingress.controller_namespace,) if mlflow.ingress else ()
+    return ComponentFacts(
+        "mlflow",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("mlflow-clients", NAMESPACE, (PORT,), (CLIENTS,), source_namespaces=ingress_controller),),
+        node_ports={"mlflow": NodePortTarget(NAMESPACE, PORT)},
+        metrics=(Metrics(NAMESPACE, PORT),),
+        buckets=(BucketUse(CONSUMER, NAMESPACE, (mlflow.artifact_bucket,)),),
+        databases=(DatabaseUse(MLFLOW_DATABASES, NAMESPACE),) if mlflow.engine == "postgres" else (),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,44 +1,26 @@
 """Ingress NetworkPolicies: every platform namespace denies all ingress, then admits exactly the flows declared.
 
-The composition declares the flows (who talks to whom, on which port); this component turns them into policies.
-Egress stays open: the workloads reach cloud APIs, registries and DNS whose addresses policies cannot name.
+The platform plan declares the flows (who talks to whom, on which port; components/plan.py); this component turns
+them into policies. Egress stays open: the workloads reach cloud APIs, registries and DNS whose addresses policies
+cannot name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.facts import ANYWHERE, CLIENTS, Flow
 from components.kube import PART_OF
+
+__all__ = ["ANYWHERE", "CLIENT_LABEL", "Flow", "NetworkPolicies", "NetworkPoliciesArgs", "policy_spec"]
 
 CLIENT_LABEL = "mlops.platform/client"
 """Namespaces labelled `mlops.platform/client: "true"` may use the platform's client ports (MLflow, PostgreSQL,
 Redis, Temporal, the S3 API)."""
-ANYWHERE = "anywhere"
-"""A flow source for traffic that comes from outside any pod: dev NodePorts, and the API server calling webhooks."""
-
-
-@dataclass(frozen=True)
-class Flow:
-    """Ingress the platform needs: into pods of `namespace` (optionally only those matching `pods`) on `ports`."""
-
-    name: str
-    """Policy name suffix, e.g. `mlflow-clients`."""
-    namespace: str
-    """Namespace role the traffic goes into."""
-    ports: tuple[int, ...]
-    """TCP ports admitted; empty: every port."""
-    sources: tuple[str, ...]
-    """Namespace roles the traffic may come from, `clients` for namespaces with the client label, or `anywhere`."""
-    pods: Mapping[str, str] = field(default_factory=dict)
-    """Labels of the receiving pods; empty: every pod of the namespace."""
-    source_pods: Mapping[str, str] = field(default_factory=dict)
-    """Labels the sending pods must carry (with namespace sources); empty: any pod."""
-    source_namespaces: tuple[str, ...] = ()
-    """Namespaces outside the platform (by name) the traffic may also come from, e.g. the ingress controller's."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +73,7 @@ class NetworkPolicies(pulumi.ComponentResource):
 
 
 def _peer(source: str, names: Mapping[str, str], source_pods: Mapping[str, str]) -> dict:
-    if source == "clients":
+    if source == CLIENTS:
         selector = {"matchLabels": {CLIENT_LABEL: "true"}}
     else:
         selector = {"matchLabels": {"kubernetes.io/metadata.name": names[source]}}

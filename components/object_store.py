@@ -6,22 +6,42 @@ import json
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_aws as aws
-import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import EXPIRING_BACKUP_PREFIXES, ResourceSpec, RetentionConfig
+from components.config import EXPIRING_BACKUP_PREFIXES, ResourceSpec, RetentionConfig, StackConfig
+from components.facts import CLIENTS, ComponentFacts, Flow, Metrics, NamespaceFact, NodePortTarget
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 S3_PORT = 9000
 CONSOLE_PORT = 9001
 MINIO_UID = 1000
+METRICS_PATH = "/minio/v2/metrics/cluster"
+NAMESPACE = "storage"
+"""Namespace role of the in-cluster engine (minio); the cloud engines run nothing in the cluster."""
 
 CONSUMER_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 CONSUMER_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """MinIO, the in-cluster engine, runs in `storage`: the S3 API on S3_PORT (its cluster metrics too), the web
+    console on CONSOLE_PORT. The cloud engines run nothing in the cluster."""
+    if config.object_store.engine != "minio":
+        return ComponentFacts("objects")
+    return ComponentFacts(
+        "objects",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        node_ports={"minioApi": NodePortTarget(NAMESPACE, S3_PORT), "minioConsole": NodePortTarget(NAMESPACE, CONSOLE_PORT)},
+        metrics=(Metrics(NAMESPACE, S3_PORT, METRICS_PATH),),
+    )
+
+
+def client_flow(users: tuple[str, ...]) -> Flow:
+    """The in-cluster S3 API, for the namespaces of its users and the platform's clients."""
+    return Flow("s3-clients", NAMESPACE, (S3_PORT,), (*users, CLIENTS))
 
 
 @dataclass(frozen=True)
@@ -289,7 +309,7 @@ class _MinioEngine:
                 namespace=namespace,
                 app="minio",
                 match_labels=kube.selector("minio", "server"),
-                endpoints=[{"port": "s3", "path": "/minio/v2/metrics/cluster", "interval": "60s"}],
+                endpoints=[{"port": "s3", "path": METRICS_PATH, "interval": "60s"}],
                 opts=pulumi.ResourceOptions(parent=child.parent, depends_on=[api, settings.metrics_after]),
             )
         self.endpoint = pulumi.Output.concat("http://minio.", namespace, f".svc.cluster.local:{S3_PORT}")
@@ -403,9 +423,13 @@ class _MinioEngine:
 
 
 class _S3Engine:
-    """AWS S3: private, versioned, encrypted buckets that refuse plain HTTP; one IAM user per consumer."""
+    """AWS S3: private, versioned, encrypted buckets that refuse plain HTTP; one IAM user per consumer.
+
+    The cloud SDKs are imported by their engine only, so a stack pays for the one it uses (seconds for cloudflare)."""
 
     def __init__(self, name: str, args: ObjectStoreArgs, settings: S3Settings, child: pulumi.ResourceOptions) -> None:
+        import pulumi_aws as aws
+
         self.endpoint = pulumi.Output.from_input(f"https://s3.{args.region}.amazonaws.com")
         physical = {bucket: f"{settings.bucket_prefix}-{bucket}" for bucket in args.buckets}
         self.bucket_names = {
@@ -434,6 +458,8 @@ class _S3Engine:
     def _bucket(
         name: str, bucket_name: str, is_backups: bool, settings: S3Settings, protect: bool, child: pulumi.ResourceOptions
     ) -> pulumi.Output[str]:
+        import pulumi_aws as aws
+
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=bucket_name,
@@ -538,6 +564,8 @@ class _R2Engine:
     """
 
     def __init__(self, name: str, args: ObjectStoreArgs, settings: R2Settings, child: pulumi.ResourceOptions) -> None:
+        import pulumi_cloudflare as cloudflare
+
         self.endpoint = pulumi.Output.from_input(f"https://{settings.account_id}.r2.cloudflarestorage.com")
         self.bucket_names = {}
         for bucket in args.buckets:

@@ -15,14 +15,33 @@ import pulumi_random as random
 import yaml
 
 from components import kube
-from components.config import ObservabilityConfig, ResourceSpec, quantity_value
+from components.config import ObservabilityConfig, ResourceSpec, StackConfig, quantity_value
+from components.facts import (
+    ANYWHERE,
+    CHART_RESTRICTED,
+    BucketUse,
+    ComponentFacts,
+    Flow,
+    NamespaceFact,
+    NodePortTarget,
+    PodSecurity,
+)
 from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import CHARTS
 
+NAMESPACE = "observability"
+NODE_METRICS_NAMESPACE = "node-metrics"
 KPS_NAME = "kps"
 """fullnameOverride of kube-prometheus-stack: object names stay short and predictable (kps-prometheus, ...)."""
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+"""Grafana's container port (its Service listens on 80)."""
 LOKI_PORT = 3100
+OPERATOR_WEBHOOK_PORT = 10250
+"""The Prometheus operator's admission webhook."""
+LOKI_CONSUMER = "loki"
+"""Loki's object-store consumer name (cloud engines): its credentials Secret is `loki-s3-credentials`."""
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 ALERTMANAGER_CONFIG_SECRET = "alertmanager-config"
 LOKI_SCHEMA_START = "2026-11-01"
@@ -46,6 +65,34 @@ RESTRICTED_CONTAINER = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Prometheus, Alertmanager, Grafana, Loki and Alloy run in `observability`, node-exporter alone in
+    `node-metrics`. Prometheus scrapes every other namespace (see `scrape_flow`); with a cloud object store Loki
+    keeps its chunks in a bucket."""
+    loki_bucket = config.observability.loki.bucket
+    return ComponentFacts(
+        "observability",
+        namespaces=(
+            NamespaceFact(NAMESPACE, CHART_RESTRICTED),
+            NamespaceFact(NODE_METRICS_NAMESPACE, PodSecurity(
+                "privileged", "node-exporter reads the host's network, PIDs and root filesystem; nothing else runs here",
+            )),
+        ),
+        flows=(Flow("operator-webhook", NAMESPACE, (OPERATOR_WEBHOOK_PORT,), (ANYWHERE,)),),
+        node_ports={
+            "prometheus": NodePortTarget(NAMESPACE, PROMETHEUS_PORT),
+            "grafana": NodePortTarget(NAMESPACE, GRAFANA_PORT),
+            "loki": NodePortTarget(NAMESPACE, LOKI_PORT),
+        },
+        buckets=(BucketUse(LOKI_CONSUMER, NAMESPACE, (loki_bucket,)),) if config.object_store.engine != "minio" else (),
+    )
+
+
+def scrape_flow(namespace: str) -> Flow:
+    """Prometheus scraping every metrics port of a namespace."""
+    return Flow("prometheus-scrape", namespace, (), (NAMESPACE,), source_pods={"app.kubernetes.io/name": "prometheus"})
 
 
 @dataclass(frozen=True)
@@ -106,7 +153,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         ports = dict(args.node_ports)
         dns = pulumi.Output.concat(".", args.namespace, ".svc.cluster.local")
         self.loki_url = pulumi.Output.concat("http://loki", dns, f":{LOKI_PORT}")
-        self.prometheus_url = pulumi.Output.concat(f"http://{KPS_NAME}-prometheus", dns, ":9090")
+        self.prometheus_url = pulumi.Output.concat(f"http://{KPS_NAME}-prometheus", dns, f":{PROMETHEUS_PORT}")
         self.grafana_url = pulumi.Output.concat(f"http://{KPS_NAME}-grafana", dns, ":80")
 
         admin = _grafana_admin(name, args, child)

@@ -10,16 +10,41 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube
-from components.config import ResourceSpec
+from components import cnpg_operator, kube
+from components.config import ResourceSpec, StackConfig
+from components.facts import CLIENTS, ComponentFacts, Flow, Metrics, NamespaceFact, NodePortTarget
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 PORT = 5432
+NAMESPACE = "data"
+CLUSTER = "postgres"
+"""Name of the CNPG Cluster the platform runs."""
+PODS = {"cnpg.io/cluster": CLUSTER}
+"""Labels CloudNativePG puts on every instance of the cluster."""
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
-METRICS_PORT_NAME = "metrics"  # CloudNativePG's exporter, port 9187
+METRICS_PORT_NAME = "metrics"
+METRICS_PORT = 9187
+"""CloudNativePG's exporter in each instance."""
 PASSWORD_SPECIALS = "!#%&*()-_=+[]{}<>:?@/~"
 """Password punctuation: URI-reserved characters included on purpose; every URI we build percent-encodes them."""
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """PostgreSQL runs in `data` on PORT, its exporter on METRICS_PORT; the CloudNativePG operator manages each
+    instance through its status port and the backup plugin's sidecar."""
+    return ComponentFacts(
+        "postgres",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("postgres-operator", NAMESPACE, (), (cnpg_operator.NAMESPACE,), pods=PODS),),
+        node_ports={"postgres": NodePortTarget(NAMESPACE, PORT)},
+        metrics=(Metrics(NAMESPACE, METRICS_PORT),),
+    )
+
+
+def client_flow(consumers: tuple[str, ...]) -> Flow:
+    """PostgreSQL for the namespaces holding a database's credentials, and the platform's clients."""
+    return Flow("postgres-clients", NAMESPACE, (PORT,), (*consumers, CLIENTS), pods=PODS)
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,7 @@ class PostgresClusterArgs:
     """Protect the cluster and its databases from `pulumi destroy`."""
     secrets: SecretStore = field(default_factory=KubernetesSecrets)
     """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
-    cluster_name: str = "postgres"
+    cluster_name: str = CLUSTER
     """Name of the CNPG Cluster; its read-write Service is `<cluster_name>-rw`."""
 
 

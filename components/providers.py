@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_aws as aws
-import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 
 from components.config import PROJECT, StackConfig
@@ -20,10 +18,19 @@ def kubernetes_provider(config: StackConfig) -> k8s.Provider:
     )
 
 
+def providers_for(config: StackConfig) -> pulumi.ResourceOptions:
+    """The options every component is built with: the kubernetes provider and the object store engine's provider."""
+    return pulumi.ResourceOptions(providers=[kubernetes_provider(config), *cloud_providers(config)])
+
+
 def cloud_providers(config: StackConfig) -> list[pulumi.ProviderResource]:
-    """The object store engine's provider: aws for s3, cloudflare for r2, none for minio."""
+    """The object store engine's provider: aws for s3, cloudflare for r2, none for minio.
+
+    Each SDK is imported only by the engine that uses it: importing pulumi_cloudflare alone takes seconds."""
     store = config.object_store
     if store.engine == "s3":
+        import pulumi_aws as aws
+
         return [
             aws.Provider(
                 "aws",
@@ -34,5 +41,7 @@ def cloud_providers(config: StackConfig) -> list[pulumi.ProviderResource]:
             )
         ]
     if store.engine == "r2":
+        import pulumi_cloudflare as cloudflare
+
         return [cloudflare.Provider("cloudflare", api_token=pulumi.Config().require_secret("cloudflareApiToken"))]
     return []

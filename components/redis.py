@@ -10,17 +10,30 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import ResourceSpec
+from components.config import ResourceSpec, StackConfig
+from components.facts import CLIENTS, ComponentFacts, Flow, NamespaceFact, NodePortTarget
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
 PORT = 6379
+NAMESPACE = "data"
+"""Beside PostgreSQL: the platform's stateful services share one namespace."""
 UID = 999  # the valkey user of the official image
 SERVICE_NAME = "redis"
 AUTH_FILE = "auth.conf"
 AUTH_DIR = "/etc/valkey/auth"
 PASSWORD_SPECIALS = "-_.~!*@#%^&+=:/?"
 """No quote, backslash or space: the password sits in double quotes in the auth config file."""
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Valkey serves the platform's clients on PORT; it exports no metrics."""
+    return ComponentFacts(
+        "redis",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("redis-clients", NAMESPACE, (PORT,), (CLIENTS,), pods={"app.kubernetes.io/name": "redis"}),),
+        node_ports={"redis": NodePortTarget(NAMESPACE, PORT)},
+    )
 
 
 @dataclass(frozen=True)

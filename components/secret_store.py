@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_vault as vault
 
 from components import kube
+
+if TYPE_CHECKING:
+    import pulumi_vault as vault
 
 CLUSTER_STORE = "vault"
 """Name of the ClusterSecretStore every ExternalSecret reads from."""
@@ -81,6 +83,9 @@ class VaultSecrets:
         return f"{self.prefix}/{namespace}/{name}"
 
     def secret(self, resource_name, *, name, namespace, data, labels, secret_type="Opaque", opts) -> StoredSecret:
+        # Imported here, not at the top: stacks with Kubernetes Secrets never load the vault SDK.
+        import pulumi_vault as vault
+
         path = pulumi.Output.all(namespace, name).apply(lambda v: self.path(*v))
         stored = vault.kv.SecretV2(
             f"{resource_name}-vault",

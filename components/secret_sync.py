@@ -11,18 +11,33 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_vault as vault
 
-from components import kube
-from components.config import ResourceSpec, VaultConfig
+from components import kube, vault_server
+from components.config import ResourceSpec, StackConfig, VaultConfig
+from components.facts import ANYWHERE, CHART_RESTRICTED, ComponentFacts, Flow, NamespaceFact
 from components.secret_store import CLUSTER_STORE, VaultSecrets
 from components.versions import CHARTS
 
+NAMESPACE = "external-secrets"
+WEBHOOK_PORT = 10250
 OPERATOR_ACCOUNT = "external-secrets"
 SNAPSHOT_ACCOUNT = "vault-snapshot"
 SNAPSHOT_ROLE = "raft-snapshot"
 AUTH_PATH = "kubernetes"
 OPERATOR_RESOURCES = ResourceSpec({"cpu": "10m", "memory": "64Mi"}, {"cpu": "200m", "memory": "256Mi"})
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """The External Secrets Operator runs in `external-secrets`, reads Vault, and its admission webhook on
+    WEBHOOK_PORT is called by the API server."""
+    return ComponentFacts(
+        "secrets",
+        namespaces=(NamespaceFact(NAMESPACE, CHART_RESTRICTED),),
+        flows=(
+            Flow("vault-readers", vault_server.NAMESPACE, (vault_server.PORT,), (NAMESPACE,)),
+            Flow("external-secrets-webhook", NAMESPACE, (WEBHOOK_PORT,), (ANYWHERE,)),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,9 @@ class SecretSync(pulumi.ComponentResource):
     """Vault Kubernetes-auth role the snapshot CronJob logs in with."""
 
     def __init__(self, name: str, args: SecretSyncArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Imported here, not at the top: only stacks whose secrets live in Vault load the vault SDK.
+        import pulumi_vault as vault
+
         super().__init__("mlops:secret_sync:SecretSync", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         config = args.config

@@ -8,9 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import ResourceSpec
+from components.config import TEMPORAL_DATABASES, ResourceSpec, StackConfig
+from components.facts import CLIENTS, ComponentFacts, DatabaseUse, Flow, Metrics, NamespaceFact, NodePortTarget
 from components.versions import CHARTS, IMAGES
 
+NAMESPACE = "temporal"
 GRPC_PORT = 7233
 UI_PORT = 8233
 CHART_UI_PORT = 8080
@@ -22,6 +24,21 @@ SERVER_SERVICES = ("frontend", "history", "matching", "worker")
 # the schema job runs temporal-sql-tool once per upgrade. Not measured on a cluster (none here).
 UI_RESOURCES = ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "200m", "memory": "128Mi"})
 SCHEMA_JOB_RESOURCES = ResourceSpec({"cpu": "50m", "memory": "64Mi"}, {"cpu": "500m", "memory": "256Mi"})
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Temporal's frontend serves clients on GRPC_PORT and every server its metrics on METRICS_PORT. The dev engine
+    can put gRPC and its UI on NodePorts; the chart engine has none, and keeps its stores in TEMPORAL_DATABASES."""
+    on_postgres = config.temporal.engine == "chart"
+    node_ports = {"temporalGrpc": NodePortTarget(NAMESPACE, GRPC_PORT), "temporalUi": NodePortTarget(NAMESPACE, UI_PORT)}
+    return ComponentFacts(
+        "temporal",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("temporal-clients", NAMESPACE, (GRPC_PORT,), (CLIENTS,)),),
+        node_ports={} if on_postgres else node_ports,
+        metrics=(Metrics(NAMESPACE, METRICS_PORT),),
+        databases=(DatabaseUse(TEMPORAL_DATABASES, NAMESPACE),) if on_postgres else (),
+    )
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,28 @@ import json
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import VaultConfig
+from components.config import StackConfig, VaultConfig
+from components.facts import CHART_RESTRICTED, ComponentFacts, Metrics, NamespaceFact
 from components.versions import CHARTS, IMAGES
 
+NAMESPACE = "vault"
 PORT = 8200
+METRICS_PATH = "/v1/sys/metrics"
 AUDIT_DIR = "/vault/audit"
 UNSEAL_SECRET = "vault-kms-unseal"
 VAULT_UID, VAULT_GID = 100, 1000  # the image's vault user; the chart's defaults
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """Vault runs in `vault` and serves its API and metrics on PORT (its readers are declared by SecretSync)."""
+    return ComponentFacts(
+        "vault",
+        namespaces=(NamespaceFact(NAMESPACE, CHART_RESTRICTED),),
+        metrics=(Metrics(NAMESPACE, PORT, METRICS_PATH),),
+    )
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,9 @@ def _kms_unseal(name: str, args: VaultServerArgs, kms: KmsUnseal, child: pulumi.
     """A KMS key, an IAM user allowed only to use it, and its access key in the Secret Vault reads at start.
 
     This one credential is a Kubernetes Secret written by Pulumi on purpose: Vault needs it to unseal, before it can
-    serve any secret, so it cannot live in Vault."""
+    serve any secret, so it cannot live in Vault. The aws SDK is imported here: only auto-unsealing stacks use it."""
+    import pulumi_aws as aws
+
     key = aws.kms.Key(
         f"{name}-unseal-key",
         description="mlops-platform Vault auto-unseal",

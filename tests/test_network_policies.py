@@ -118,9 +118,11 @@ def test_a_flow_spec_names_ports_and_peers():
     }]
 
 
-def test_without_observability_there_is_no_scrape_flow():
+def test_without_observability_there_is_no_scrape_flow_nor_its_node_ports():
     rendering = render_stack("dev", overrides={"mlops-platform:observability": {"enabled": False}})
     assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
+    # The nodePorts block still names them, but nothing serves them: no URL to hand out.
+    assert set(rendering.outputs["local_urls"]) == {"minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi"}
 
 
 def test_only_the_sync_operator_reads_vault_and_the_api_server_reaches_its_webhook(prod):
@@ -138,3 +140,23 @@ def test_while_installing_vault_only_its_namespaces_are_closed():
     vault = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"]
     installing = render_stack("prod", overrides={"mlops-platform:vault": {**vault, "phase": "install"}})
     assert set(policies(installing)) == {"mlops-vault", "mlops-external-secrets"}
+    # Prometheus does not exist yet: no scrape policy, whose `from` would be empty, which admits everything.
+    assert set(policies(installing)["mlops-vault"]) == {"default-deny-ingress", "allow-same-namespace", "allow-vault-readers"}
+    assert_no_policy_admits_every_source(installing)
+
+
+def assert_no_policy_admits_every_source(rendering):
+    for policy in rendering.find_all(kind="NetworkPolicy"):
+        for rule in policy.inputs["spec"].get("ingress", []):
+            assert rule.get("from", ["absent"]) != [], f"{policy.name}: an empty `from` admits every source"
+
+
+def test_no_policy_admits_every_source(rendering):
+    assert_no_policy_admits_every_source(rendering)
+
+
+def test_with_minio_and_vault_the_snapshot_job_reaches_the_s3_port():
+    rendering = render_stack("dev", overrides={"mlops-platform:secrets": {"store": "vault"}, "mlops-platform:vault": {"phase": "configure"}})
+    s3 = policies(rendering)["mlops-storage"]["allow-s3-clients"]
+    assert "mlops-vault" in sources(s3)
+    assert rendering.find(kind="CronJob", name="backup-vault-snapshot").metadata["namespace"] == "mlops-vault"
