@@ -1,0 +1,79 @@
+"""`mlops-platform:mlflow`: the MLflow tracking server and how it is published."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, model_validator
+
+from components.config.base import Block
+from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
+from components.config.problems import Problem, reject
+from components.config.resources import ResourceSpec
+
+MLFLOW_ENGINES = ("sqlite", "postgres")
+Engine = one_of(*MLFLOW_ENGINES)
+Replicas = whole(1, 20)
+Workers = whole(1, 16)
+
+
+class IngressConfig(Block):
+    """How MLflow is published outside the cluster."""
+
+    host: DnsName
+    """Public host name, e.g. mlflow.example.com."""
+    class_name: Text = "nginx"
+    """IngressClass of the ingress controller."""
+    tls_secret: DnsName = ""
+    """Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set)."""
+    cluster_issuer: Text = ""
+    """cert-manager ClusterIssuer to request the certificate from (empty: none)."""
+    controller_namespace: DnsLabel = "ingress-nginx"
+    """Namespace of the ingress controller, whose pods the NetworkPolicy admits to MLflow."""
+
+
+def _present_means_set(value: Any) -> Any:
+    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
+    return {} if value is None else value
+
+
+class MlflowConfig(Block):
+    """The MLflow tracking server."""
+
+    engine: Engine = "sqlite"
+    """sqlite: a single-writer SQLite file on a retained claim (dev); postgres: databases on the PostgresCluster."""
+    replicas: Replicas = 1
+    """Server replicas; exactly 1 with SQLite, 2 by default with PostgreSQL."""
+    auth: Flag = False
+    """Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine."""
+    ingress: Annotated[IngressConfig | None, BeforeValidator(_present_means_set)] = None
+    """Publish through an Ingress (absent: in-cluster only)."""
+    workers: Workers = 2
+    """Server worker processes per replica (each holds its own copy of MLflow in memory)."""
+    size: Quantity = "5Gi"
+    """Claim size of the SQLite backend."""
+    artifact_bucket: Text = "mlflow-artifacts"
+    """Bucket (one of objectStore.buckets) the server proxies artifacts to."""
+    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "512Mi"}, {"cpu": "1", "memory": "1Gi"})
+    """Requests and limits of the server container."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _two_replicas_with_postgres(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("engine") == "postgres" and "replicas" not in data:
+            return {**data, "replicas": 2}
+        return data
+
+    @model_validator(mode="after")
+    def _engine_rules(self) -> MlflowConfig:
+        problems = []
+        if self.engine == "sqlite" and self.replicas != 1:
+            problems.append(Problem(
+                "replicas", self.replicas,
+                "the sqlite engine runs exactly 1 replica (one writer on a ReadWriteOnce volume); set 1, or use engine postgres",
+            ))
+        if self.auth and self.engine != "postgres":
+            problems.append(Problem("auth", True, "basic auth keeps its users in PostgreSQL: use engine postgres"))
+        reject(problems)
+        return self

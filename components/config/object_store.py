@@ -1,0 +1,129 @@
+"""`mlops-platform:objectStore`: where buckets live (MinIO in the cluster, AWS S3 or Cloudflare R2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import model_validator
+
+from components.config.base import Block
+from components.config.formats import (
+    AWS_REGION,
+    BucketName,
+    DnsLabel,
+    Quantity,
+    Text,
+    matching,
+    one_of,
+    unique_list,
+    whole,
+)
+from components.config.problems import Problem, reject
+from components.config.resources import ResourceSpec
+
+OBJECT_STORE_ENGINES = ("minio", "s3", "r2")
+SEED_BUCKETS = (
+    "training-datasets",
+    "training-checkpoints",
+    "training-results",
+    "model-weights",
+    "config-schemas",
+    "mlflow-artifacts",
+    "backups",
+)
+Days = whole(1, 3650)
+Engine = one_of(*OBJECT_STORE_ENGINES)
+BucketNames = unique_list(BucketName, "bucket names")
+KmsKeyArn = matching(
+    r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+$",
+    "expected a KMS key or alias ARN (arn:aws:kms:<region>:<account>:key/...)",
+)
+RoleArn = matching(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", "expected an IAM role ARN (arn:aws:iam::<account>:role/...)")
+AccountId = matching(r"^[0-9a-f]{32}$", "expected a Cloudflare account id (32 hexadecimal characters)")
+
+
+class RetentionConfig(Block):
+    """Lifecycle rules of the cloud engines (s3, r2)."""
+
+    backups_days: Days = 7
+    """Objects in the `backups` bucket expire after this many days."""
+    noncurrent_version_days: Days = 30
+    """s3: overwritten or deleted object versions are kept this many days (undo window for mistakes)."""
+    abort_multipart_days: Days = 7
+    """Incomplete multipart uploads are aborted after this many days."""
+
+
+class ObjectStoreConfig(Block):
+    """Where buckets live and how they are reached."""
+
+    engine: Engine = "minio"
+    """minio: an in-cluster MinIO StatefulSet (dev); s3: AWS S3 buckets; r2: Cloudflare R2 buckets."""
+    bucket_prefix: DnsLabel = ""
+    """s3/r2: prefix making bucket names unique (`<prefix>-<bucket>`); required for those engines."""
+    kms_key_arn: KmsKeyArn = ""
+    """s3: encrypt with this KMS key (SSE-KMS) instead of S3-managed keys (SSE-S3)."""
+    aws_profile: Text = ""
+    """s3: AWS shared-config profile of the aws provider (empty: the standard credential chain)."""
+    aws_role_arn: RoleArn = ""
+    """s3: role the aws provider assumes (empty: none)."""
+    account_id: AccountId = ""
+    """r2: Cloudflare account id; required for that engine."""
+    retention: RetentionConfig = RetentionConfig()
+    """s3/r2 lifecycle rules."""
+    buckets: BucketNames = SEED_BUCKETS
+    """Bucket names; `mlflow.artifactBucket` and `backups` must be among them."""
+    region: Text = "us-east-1"
+    """Region reported to S3 clients and used by the aws provider (r2: auto, its only region)."""
+    size: Quantity = "20Gi"
+    """Claim size of the in-cluster engine."""
+    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
+    """Requests and limits of the in-cluster engine."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _r2_region_is_auto(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("engine") == "r2" and "region" not in data:
+            return {**data, "region": "auto"}
+        return data
+
+    @model_validator(mode="after")
+    def _engine_rules(self) -> ObjectStoreConfig:
+        reject(self._bucket_problems() + self._s3_problems() + self._r2_problems())
+        return self
+
+    def _bucket_problems(self) -> list[Problem]:
+        problems = []
+        if "backups" not in self.buckets:
+            problems.append(Problem("buckets", list(self.buckets), "must include the 'backups' bucket"))
+        if self.engine == "minio":
+            return problems
+        if not self.bucket_prefix:
+            problems.append(Problem(
+                "bucketPrefix", None, f"required with engine {self.engine}: bucket names must be unique (e.g. acme-mlops-prod)"
+            ))
+        # S3 and R2 cap a bucket name at 63 characters, prefix included.
+        too_long = [b for b in self.buckets if self.bucket_prefix and len(f"{self.bucket_prefix}-{b}") > 63]
+        if too_long:
+            problems.append(Problem(
+                "bucketPrefix", self.bucket_prefix, f"makes bucket names longer than 63 characters: {', '.join(too_long)}"
+            ))
+        return problems
+
+    def _s3_problems(self) -> list[Problem]:
+        if self.engine == "s3" and not re.match(AWS_REGION, self.region):
+            return [Problem("region", self.region, "expected an AWS region such as us-east-1 with engine s3")]
+        return []
+
+    def _r2_problems(self) -> list[Problem]:
+        if self.engine != "r2":
+            return []
+        problems = []
+        if self.region != "auto":
+            problems.append(Problem("region", self.region, "R2 has one region: auto"))
+        if not self.account_id:
+            problems.append(Problem("accountId", None, "required with engine r2: the Cloudflare account id"))
+        if self.kms_key_arn:
+            problems.append(Problem("kmsKeyArn", self.kms_key_arn, "R2 does not support SSE-KMS; remove it"))
+        return problems
