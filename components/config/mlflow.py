@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, model_validator
+from pydantic import BeforeValidator, ConfigDict, model_validator
 
 from components.config.base import Block
 from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
@@ -40,6 +40,12 @@ def _present_means_set(value: Any) -> Any:
 
 class MlflowConfig(Block):
     """The MLflow tracking server."""
+
+    # The engine rules below, for editors: without engine postgres, one replica and no auth.
+    model_config = ConfigDict(json_schema_extra={"allOf": [{
+        "if": {"not": {"properties": {"engine": {"const": "postgres"}}, "required": ["engine"]}},
+        "then": {"properties": {"replicas": {"const": 1}, "auth": {"const": False}}},
+    }]})
 
     engine: Engine = "sqlite"
     """sqlite: a single-writer SQLite file on a retained claim (dev); postgres: databases on the PostgresCluster."""

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from components.config.base import Block
 from components.config.formats import (
@@ -55,8 +55,18 @@ class RetentionConfig(Block):
     """Incomplete multipart uploads are aborted after this many days."""
 
 
+def _engine_is(*engines: str) -> dict[str, Any]:
+    return {"properties": {"engine": {"enum": list(engines)}}, "required": ["engine"]}
+
+
 class ObjectStoreConfig(Block):
     """Where buckets live and how they are reached."""
+
+    # The engine rules below, for editors.
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": _engine_is("s3", "r2"), "then": {"required": ["bucketPrefix"]}},
+        {"if": _engine_is("r2"), "then": {"required": ["accountId"], "properties": {"region": {"const": "auto"}, "kmsKeyArn": False}}},
+    ]})
 
     engine: Engine = "minio"
     """minio: an in-cluster MinIO StatefulSet (dev); s3: AWS S3 buckets; r2: Cloudflare R2 buckets."""

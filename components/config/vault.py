@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from components.config.base import Block
 from components.config.formats import CRON5, DnsLabel, Flag, Quantity, Url, matching, one_of, whole
@@ -27,6 +27,12 @@ class SecretsConfig(Block):
 
 class VaultConfig(Block):
     """HashiCorp Vault as the secret store (secrets.store: vault)."""
+
+    # The deployment rules below, for editors: an existing Vault needs its address and has its own seal.
+    model_config = ConfigDict(json_schema_extra={"allOf": [{
+        "if": {"properties": {"deploy": {"const": False}}, "required": ["deploy"]},
+        "then": {"required": ["clusterAddress"], "properties": {"autoUnseal": {"const": False}, "phase": {"const": "configure"}}},
+    }]})
 
     deploy: Flag = True
     """Run Vault in the cluster (HA, raft); false: use an existing Vault at `address`."""
