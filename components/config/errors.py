@@ -35,7 +35,7 @@ def describe(
     root_extra_keys: tuple[str, ...] = (),
 ) -> ConfigError:
     """One ConfigError listing every problem of `error`; values of keys in `hidden` (secrets) show as [secret]."""
-    words = _Words(root, root_extra_keys)
+    words = _Wording(root, root_extra_keys)
     lines = [
         f"{project}:{_dotted(path)} = {_shown(path, value, hidden)}: {allowed}"
         for details in error.errors()
@@ -46,7 +46,7 @@ def describe(
     )
 
 
-class _Words:
+class _Wording:
     """Turns one pydantic error into (key path, value, what is allowed) triples."""
 
     def __init__(self, root: type[BaseModel], root_extra_keys: tuple[str, ...]) -> None:

@@ -35,7 +35,7 @@ RESERVED_DATABASES = ("postgres", "template0", "template1")
 
 def quantity_value(text: str) -> float:
     """The numeric value of a Kubernetes quantity (`512Mi` -> 536870912.0); raises ValueError if malformed."""
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.fullmatch(text)
     if not match:
         raise ValueError(text)
     suffix = match["suffix"] or ""
@@ -75,7 +75,8 @@ def matching(pattern: str, allowed: str, max_length: int | None = None) -> Any:
         schema["maxLength"] = max_length
 
     def fits(value: Any) -> bool:
-        return isinstance(value, str) and (not max_length or len(value) <= max_length) and bool(compiled.match(value))
+        short_enough = isinstance(value, str) and (not max_length or len(value) <= max_length)
+        return short_enough and bool(compiled.fullmatch(value))
 
     return _format(str, fits, allowed, schema)
 
@@ -118,7 +119,7 @@ BucketName = matching(
 )
 DatabaseName = _format(
     str,
-    lambda v: isinstance(v, str) and bool(re.match(r"^[a-z][a-z0-9_]{0,62}$", v)) and v not in RESERVED_DATABASES,
+    lambda v: isinstance(v, str) and bool(re.fullmatch(r"[a-z][a-z0-9_]{0,62}", v)) and v not in RESERVED_DATABASES,
     "database names are lowercase letters, digits and '_', start with a letter, and are not postgres/template0/template1",
     {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,62}$", "not": {"enum": list(RESERVED_DATABASES)}},
 )

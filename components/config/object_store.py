@@ -65,7 +65,9 @@ class ObjectStoreConfig(Block):
     # The engine rules below, for editors.
     model_config = ConfigDict(json_schema_extra={"allOf": [
         {"if": _engine_is("s3", "r2"), "then": {"required": ["bucketPrefix"]}},
-        {"if": _engine_is("r2"), "then": {"required": ["accountId"], "properties": {"region": {"const": "auto"}, "kmsKeyArn": False}}},
+        {"if": _engine_is("r2"), "then": {
+            "required": ["accountId"], "properties": {"region": {"const": "auto"}, "kmsKeyArn": False},
+        }},
     ]})
 
     engine: Engine = "minio"
@@ -122,7 +124,7 @@ class ObjectStoreConfig(Block):
         return problems
 
     def _s3_problems(self) -> list[Problem]:
-        if self.engine == "s3" and not re.match(AWS_REGION, self.region):
+        if self.engine == "s3" and not re.fullmatch(AWS_REGION, self.region):
             return [Problem("region", self.region, "expected an AWS region such as us-east-1 with engine s3")]
         return []
 

@@ -102,9 +102,8 @@ class StackSettings(Block):
     def _artifacts_in_a_bucket(cls, mlflow: MlflowConfig, info: ValidationInfo) -> MlflowConfig:
         store = info.data.get("object_store")
         if store and mlflow.artifact_bucket not in store.buckets:
-            reject([Problem(
-                "mlflow.artifactBucket", mlflow.artifact_bucket, f"must be one of objectStore.buckets: {', '.join(store.buckets)}"
-            )], across_blocks=True)
+            allowed = f"must be one of objectStore.buckets: {', '.join(store.buckets)}"
+            reject([Problem("mlflow.artifactBucket", mlflow.artifact_bucket, allowed)], across_blocks=True)
         return mlflow
 
     @field_validator("backups")
@@ -113,49 +112,56 @@ class StackSettings(Block):
         postgres = info.data.get("postgres")
         if postgres and postgres.recovery is not None and not backups.continuous:
             recovery = postgres.recovery.model_dump(by_alias=True, exclude_unset=True)
-            reject([Problem(
-                "postgres.recovery", recovery, "recovery reads the continuous backups: set backups.continuous: true"
-            )], across_blocks=True)
+            allowed = "recovery reads the continuous backups: set backups.continuous: true"
+            reject([Problem("postgres.recovery", recovery, allowed)], across_blocks=True)
         return backups
 
     @field_validator("observability")
     @classmethod
-    def _observability_has_where_to_send_and_store(cls, observe: ObservabilityConfig, info: ValidationInfo) -> ObservabilityConfig:
-        if not observe.enabled:
-            return observe
-        problems = []
-        receiver, present = observe.alerting.receiver, _secrets_set(info)
-        if receiver != "none" and present is not None and "alertmanagerReceiverUrl" not in present:
-            problems.append(_secret_needed("alertmanagerReceiverUrl", f"required with observability.alerting.receiver {receiver}", "<url>"))
-        store = info.data.get("object_store")
-        if store and store.engine != "minio" and observe.loki.bucket not in store.buckets:
-            problems.append(Problem(
-                "observability.loki.bucket", observe.loki.bucket,
-                f"must be one of objectStore.buckets ({', '.join(store.buckets)}): Loki keeps its chunks there",
-            ))
-        reject(problems, across_blocks=True)
+    def _alerts_and_logs_have_a_place(cls, observe: ObservabilityConfig, info: ValidationInfo) -> ObservabilityConfig:
+        if observe.enabled:
+            reject(_observability_problems(observe, info), across_blocks=True)
         return observe
 
     @field_validator("vault")
     @classmethod
     def _vault_with_the_vault_store(cls, vault: VaultConfig | None, info: ValidationInfo) -> VaultConfig | None:
         secrets = info.data.get("secrets")
-        if secrets is None:
+        if secrets is None:  # invalid, and reported as such
             return vault
         if secrets.store != "vault":
             if vault is not None:
-                reject([Problem("vault", vault.model_dump(by_alias=True, exclude_unset=True), "Vault settings need secrets.store: vault")], across_blocks=True)
+                shown = vault.model_dump(by_alias=True, exclude_unset=True)
+                reject([Problem("vault", shown, "Vault settings need secrets.store: vault")], across_blocks=True)
             return None
         vault = vault or VaultConfig()
-        store = info.data.get("object_store")
-        problems = []
-        if vault.auto_unseal and store and store.engine != "s3":
-            problems.append(Problem("vault.autoUnseal", True, "the AWS KMS key is created with the aws provider of objectStore.engine s3"))
-        present = _secrets_set(info)
-        if vault.phase == "configure" and present is not None and "vaultToken" not in present:
-            problems.append(_missing_token(vault, info.data.get("namespace_prefix", "mlops")))
-        reject(problems, across_blocks=True)
+        reject(_vault_problems(vault, info), across_blocks=True)
         return vault
+
+
+def _observability_problems(observe: ObservabilityConfig, info: ValidationInfo) -> list[Problem]:
+    problems = []
+    receiver, present = observe.alerting.receiver, _secrets_set(info)
+    if receiver != "none" and present is not None and "alertmanagerReceiverUrl" not in present:
+        why = f"required with observability.alerting.receiver {receiver}"
+        problems.append(_secret_needed("alertmanagerReceiverUrl", why, "<url>"))
+    store = info.data.get("object_store")
+    if store and store.engine != "minio" and observe.loki.bucket not in store.buckets:
+        allowed = f"must be one of objectStore.buckets ({', '.join(store.buckets)}): Loki keeps its chunks there"
+        problems.append(Problem("observability.loki.bucket", observe.loki.bucket, allowed))
+    return problems
+
+
+def _vault_problems(vault: VaultConfig, info: ValidationInfo) -> list[Problem]:
+    problems = []
+    store = info.data.get("object_store")
+    if vault.auto_unseal and store and store.engine != "s3":
+        allowed = "the AWS KMS key is created with the aws provider of objectStore.engine s3"
+        problems.append(Problem("vault.autoUnseal", True, allowed))
+    present = _secrets_set(info)
+    if vault.phase == "configure" and present is not None and "vaultToken" not in present:
+        problems.append(_missing_token(vault, info.data.get("namespace_prefix", "mlops")))
+    return problems
 
 
 def _missing_token(vault: VaultConfig, namespace_prefix: str) -> Problem:
@@ -184,7 +190,8 @@ class StackConfig(StackSettings):
     @classmethod
     def of(cls, stack: str, settings: StackSettings) -> StackConfig:
         """The typed config of `stack`, from settings already validated."""
-        return cls.model_construct(stack=stack, **{name: getattr(settings, name) for name in StackSettings.model_fields})
+        fields = {name: getattr(settings, name) for name in StackSettings.model_fields}
+        return cls.model_construct(stack=stack, **fields)
 
     @property
     def secret_store(self) -> str:

@@ -31,7 +31,9 @@ class VaultConfig(Block):
     # The deployment rules below, for editors: an existing Vault needs its address and has its own seal.
     model_config = ConfigDict(json_schema_extra={"allOf": [{
         "if": {"properties": {"deploy": {"const": False}}, "required": ["deploy"]},
-        "then": {"required": ["clusterAddress"], "properties": {"autoUnseal": {"const": False}, "phase": {"const": "configure"}}},
+        "then": {
+            "required": ["clusterAddress"], "properties": {"autoUnseal": {"const": False}, "phase": {"const": "configure"}},
+        },
     }]})
 
     deploy: Flag = True
@@ -63,12 +65,16 @@ class VaultConfig(Block):
     def _deployment_rules(self) -> VaultConfig:
         problems = []
         if not self.deploy and not self.cluster_address:
-            problems.append(Problem("clusterAddress", None, "required with vault.deploy false: where the cluster reaches the existing Vault"))
+            allowed = "required with vault.deploy false: where the cluster reaches the existing Vault"
+            problems.append(Problem("clusterAddress", None, allowed))
         if self.deploy and self.replicas % 2 == 0:
-            problems.append(Problem("replicas", self.replicas, "use an odd number of raft peers (1, 3, 5) so a majority survives a loss"))
+            allowed = "use an odd number of raft peers (1, 3, 5) so a majority survives a loss"
+            problems.append(Problem("replicas", self.replicas, allowed))
         if self.auto_unseal and not self.deploy:
-            problems.append(Problem("autoUnseal", True, "configure the seal of an existing Vault where it runs; autoUnseal needs vault.deploy"))
+            allowed = "configure the seal of an existing Vault where it runs; autoUnseal needs vault.deploy"
+            problems.append(Problem("autoUnseal", True, allowed))
         if self.phase == "install" and not self.deploy:
-            problems.append(Problem("phase", "install", "the install phase deploys Vault; with vault.deploy false use phase configure"))
+            allowed = "the install phase deploys Vault; with vault.deploy false use phase configure"
+            problems.append(Problem("phase", "install", allowed))
         reject(problems)
         return self
