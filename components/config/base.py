@@ -21,8 +21,6 @@ class Block(BaseModel):
         # Users write camelCase keys; code (and tests) may still build blocks with the Python names.
         validate_by_alias=True,
         validate_by_name=True,
-        # The docstring under each field is its description, in the JSON Schema editors show too.
-        use_attribute_docstrings=True,
     )
 
     @model_validator(mode="before")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from components.config.base import Block
 from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
@@ -21,16 +21,20 @@ Workers = whole(1, 16)
 class IngressConfig(Block):
     """How MLflow is published outside the cluster."""
 
-    host: DnsName
-    """Public host name, e.g. mlflow.example.com."""
-    class_name: Text = "nginx"
-    """IngressClass of the ingress controller."""
-    tls_secret: DnsName = ""
-    """Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set)."""
-    cluster_issuer: Text = ""
-    """cert-manager ClusterIssuer to request the certificate from (empty: none)."""
-    controller_namespace: DnsLabel = "ingress-nginx"
-    """Namespace of the ingress controller, whose pods the NetworkPolicy admits to MLflow."""
+    host: DnsName = Field(description="Public host name, e.g. mlflow.example.com.")
+    class_name: Text = Field("nginx", description="IngressClass of the ingress controller.")
+    tls_secret: DnsName = Field(
+        "",
+        description="Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set).",
+    )
+    cluster_issuer: Text = Field(
+        "",
+        description="cert-manager ClusterIssuer to request the certificate from (empty: none).",
+    )
+    controller_namespace: DnsLabel = Field(
+        "ingress-nginx",
+        description="Namespace of the ingress controller, whose pods the NetworkPolicy admits to MLflow.",
+    )
 
 
 def _present_means_set(value: Any) -> Any:
@@ -47,22 +51,32 @@ class MlflowConfig(Block):
         "then": {"properties": {"replicas": {"const": 1}, "auth": {"const": False}}},
     }]})
 
-    engine: Engine = "sqlite"
-    """sqlite: a single-writer SQLite file on a retained claim (dev); postgres: databases on the PostgresCluster."""
-    replicas: Replicas = 1
-    """Server replicas; exactly 1 with SQLite, 2 by default with PostgreSQL."""
-    auth: Flag = False
-    """Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine."""
-    ingress: Annotated[IngressConfig | None, BeforeValidator(_present_means_set)] = None
-    """Publish through an Ingress (absent: in-cluster only)."""
-    workers: Workers = 2
-    """Server worker processes per replica (each holds its own copy of MLflow in memory)."""
-    size: Quantity = "5Gi"
-    """Claim size of the SQLite backend."""
-    artifact_bucket: Text = "mlflow-artifacts"
-    """Bucket (one of objectStore.buckets) the server proxies artifacts to."""
-    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "512Mi"}, {"cpu": "1", "memory": "1Gi"})
-    """Requests and limits of the server container."""
+    engine: Engine = Field(
+        "sqlite",
+        description="sqlite: a single-writer SQLite file on a retained claim (dev); postgres: databases on the PostgresCluster.",
+    )
+    replicas: Replicas = Field(1, description="Server replicas; exactly 1 with SQLite, 2 by default with PostgreSQL.")
+    auth: Flag = Field(
+        False,
+        description="Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine.",
+    )
+    ingress: Annotated[IngressConfig | None, BeforeValidator(_present_means_set)] = Field(
+        None,
+        description="Publish through an Ingress (absent: in-cluster only).",
+    )
+    workers: Workers = Field(
+        2,
+        description="Server worker processes per replica (each holds its own copy of MLflow in memory).",
+    )
+    size: Quantity = Field("5Gi", description="Claim size of the SQLite backend.")
+    artifact_bucket: Text = Field(
+        "mlflow-artifacts",
+        description="Bucket (one of objectStore.buckets) the server proxies artifacts to.",
+    )
+    resources: ResourceSpec = Field(
+        ResourceSpec({"cpu": "100m", "memory": "512Mi"}, {"cpu": "1", "memory": "1Gi"}),
+        description="Requests and limits of the server container.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, with_config
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from components.config.formats import whole
@@ -15,30 +15,20 @@ NodePort = whole(NODE_PORT_RANGE.start, NODE_PORT_RANGE.stop - 1)
 
 
 # A TypedDict validates to a plain dict of the roles that are set: what components read as `config.node_ports`.
-@with_config(ConfigDict(extra="forbid", use_attribute_docstrings=True))
+@with_config(ConfigDict(extra="forbid"))
 class NodePortRoles(TypedDict, total=False):
     """Host-reachable NodePorts by service (30000-32767, each unique); absent: ClusterIP Services only."""
 
-    minioApi: NodePort
-    """MinIO's S3 API (seed: 30900)."""
-    minioConsole: NodePort
-    """MinIO's console (seed: 30901)."""
-    mlflow: NodePort
-    """MLflow's UI and API (seed: 30500)."""
-    postgres: NodePort
-    """PostgreSQL's primary (seed: 30543)."""
-    redis: NodePort
-    """Valkey (seed: 30679)."""
-    temporalGrpc: NodePort
-    """Temporal's frontend gRPC (seed: 30700)."""
-    temporalUi: NodePort
-    """Temporal's web UI (seed: 30233)."""
-    prometheus: NodePort
-    """Prometheus (seed: 30090)."""
-    grafana: NodePort
-    """Grafana (seed: 30030)."""
-    loki: NodePort
-    """Loki's push and query API (seed: 30100)."""
+    minioApi: Annotated[NodePort, Field(description="MinIO's S3 API (seed: 30900).")]
+    minioConsole: Annotated[NodePort, Field(description="MinIO's console (seed: 30901).")]
+    mlflow: Annotated[NodePort, Field(description="MLflow's UI and API (seed: 30500).")]
+    postgres: Annotated[NodePort, Field(description="PostgreSQL's primary (seed: 30543).")]
+    redis: Annotated[NodePort, Field(description="Valkey (seed: 30679).")]
+    temporalGrpc: Annotated[NodePort, Field(description="Temporal's frontend gRPC (seed: 30700).")]
+    temporalUi: Annotated[NodePort, Field(description="Temporal's web UI (seed: 30233).")]
+    prometheus: Annotated[NodePort, Field(description="Prometheus (seed: 30090).")]
+    grafana: Annotated[NodePort, Field(description="Grafana (seed: 30030).")]
+    loki: Annotated[NodePort, Field(description="Loki's push and query API (seed: 30100).")]
 
 
 NODE_PORT_ROLES = tuple(NodePortRoles.__annotations__)

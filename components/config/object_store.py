@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from components.config.base import Block
 from components.config.formats import (
@@ -47,12 +47,12 @@ AccountId = matching(r"^[0-9a-f]{32}$", "expected a Cloudflare account id (32 he
 class RetentionConfig(Block):
     """Lifecycle rules of the cloud engines (s3, r2)."""
 
-    backups_days: Days = 7
-    """Objects in the `backups` bucket expire after this many days."""
-    noncurrent_version_days: Days = 30
-    """s3: overwritten or deleted object versions are kept this many days (undo window for mistakes)."""
-    abort_multipart_days: Days = 7
-    """Incomplete multipart uploads are aborted after this many days."""
+    backups_days: Days = Field(7, description="Objects in the `backups` bucket expire after this many days.")
+    noncurrent_version_days: Days = Field(
+        30,
+        description="s3: overwritten or deleted object versions are kept this many days (undo window for mistakes).",
+    )
+    abort_multipart_days: Days = Field(7, description="Incomplete multipart uploads are aborted after this many days.")
 
 
 def _engine_is(*engines: str) -> dict[str, Any]:
@@ -70,28 +70,38 @@ class ObjectStoreConfig(Block):
         }},
     ]})
 
-    engine: Engine = "minio"
-    """minio: an in-cluster MinIO StatefulSet (dev); s3: AWS S3 buckets; r2: Cloudflare R2 buckets."""
-    bucket_prefix: DnsLabel = ""
-    """s3/r2: prefix making bucket names unique (`<prefix>-<bucket>`); required for those engines."""
-    kms_key_arn: KmsKeyArn = ""
-    """s3: encrypt with this KMS key (SSE-KMS) instead of S3-managed keys (SSE-S3)."""
-    aws_profile: Text = ""
-    """s3: AWS shared-config profile of the aws provider (empty: the standard credential chain)."""
-    aws_role_arn: RoleArn = ""
-    """s3: role the aws provider assumes (empty: none)."""
-    account_id: AccountId = ""
-    """r2: Cloudflare account id; required for that engine."""
-    retention: RetentionConfig = RetentionConfig()
-    """s3/r2 lifecycle rules."""
-    buckets: BucketNames = SEED_BUCKETS
-    """Bucket names; `mlflow.artifactBucket` and `backups` must be among them."""
-    region: Text = "us-east-1"
-    """Region reported to S3 clients and used by the aws provider (r2: auto, its only region)."""
-    size: Quantity = "20Gi"
-    """Claim size of the in-cluster engine."""
-    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
-    """Requests and limits of the in-cluster engine."""
+    engine: Engine = Field(
+        "minio",
+        description="minio: an in-cluster MinIO StatefulSet (dev); s3: AWS S3 buckets; r2: Cloudflare R2 buckets.",
+    )
+    bucket_prefix: DnsLabel = Field(
+        "",
+        description="s3/r2: prefix making bucket names unique (`<prefix>-<bucket>`); required for those engines.",
+    )
+    kms_key_arn: KmsKeyArn = Field(
+        "",
+        description="s3: encrypt with this KMS key (SSE-KMS) instead of S3-managed keys (SSE-S3).",
+    )
+    aws_profile: Text = Field(
+        "",
+        description="s3: AWS shared-config profile of the aws provider (empty: the standard credential chain).",
+    )
+    aws_role_arn: RoleArn = Field("", description="s3: role the aws provider assumes (empty: none).")
+    account_id: AccountId = Field("", description="r2: Cloudflare account id; required for that engine.")
+    retention: RetentionConfig = Field(RetentionConfig(), description="s3/r2 lifecycle rules.")
+    buckets: BucketNames = Field(
+        SEED_BUCKETS,
+        description="Bucket names; `mlflow.artifactBucket` and `backups` must be among them.",
+    )
+    region: Text = Field(
+        "us-east-1",
+        description="Region reported to S3 clients and used by the aws provider (r2: auto, its only region).",
+    )
+    size: Quantity = Field("20Gi", description="Claim size of the in-cluster engine.")
+    resources: ResourceSpec = Field(
+        ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"}),
+        description="Requests and limits of the in-cluster engine.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from components.config.base import Block
 from components.config.formats import DatabaseName, DnsLabel, Quantity, Rfc3339, unique_list, whole
@@ -21,10 +21,14 @@ DatabaseNames = unique_list(DatabaseName, "database names")
 class RecoveryConfig(Block):
     """Bootstrap the PostgresCluster from its continuous backups instead of an empty initdb."""
 
-    source_cluster: DnsLabel = "postgres"
-    """Name the backed-up cluster had (its server name in the object store)."""
-    target_time: Rfc3339 = ""
-    """Point in time to recover to (RFC 3339, e.g. 2026-11-22T10:00:00Z); empty: the latest WAL."""
+    source_cluster: DnsLabel = Field(
+        "postgres",
+        description="Name the backed-up cluster had (its server name in the object store).",
+    )
+    target_time: Rfc3339 = Field(
+        "",
+        description="Point in time to recover to (RFC 3339, e.g. 2026-11-22T10:00:00Z); empty: the latest WAL.",
+    )
 
 
 def _present_means_set(value: Any) -> Any:
@@ -35,13 +39,20 @@ def _present_means_set(value: Any) -> Any:
 class PostgresConfig(Block):
     """The CloudNativePG cluster and the application databases on it."""
 
-    instances: Instances = 1
-    """PostgreSQL instances: 1 primary plus streaming replicas, spread over nodes."""
-    size: Quantity = "10Gi"
-    """Data claim size per instance."""
-    databases: DatabaseNames = ("platform", "users", "labeler")
-    """Application databases, each owned by a login role of the same name."""
-    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
-    """Requests and limits of each PostgreSQL instance."""
-    recovery: Annotated[RecoveryConfig | None, BeforeValidator(_present_means_set)] = None
-    """Recover from continuous backups at creation (absent: a new, empty cluster); needs backups.continuous."""
+    instances: Instances = Field(
+        1,
+        description="PostgreSQL instances: 1 primary plus streaming replicas, spread over nodes.",
+    )
+    size: Quantity = Field("10Gi", description="Data claim size per instance.")
+    databases: DatabaseNames = Field(
+        ("platform", "users", "labeler"),
+        description="Application databases, each owned by a login role of the same name.",
+    )
+    resources: ResourceSpec = Field(
+        ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"}),
+        description="Requests and limits of each PostgreSQL instance.",
+    )
+    recovery: Annotated[RecoveryConfig | None, BeforeValidator(_present_means_set)] = Field(
+        None,
+        description="Recover from continuous backups at creation (absent: a new, empty cluster); needs backups.continuous.",
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, model_validator
@@ -29,14 +28,15 @@ Amounts.__pydantic_config__ = ConfigDict(extra="forbid")
 
 
 # A pydantic dataclass rather than a model: components build their own defaults as `ResourceSpec(requests, limits)`.
-@dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ResourceSpec:
     """Container requests and limits, as Kubernetes quantities keyed by resource name (`cpu`, `memory`)."""
 
-    requests: Amounts = field(default_factory=dict)
-    """Guaranteed resources the scheduler reserves."""
-    limits: Amounts = field(default_factory=dict)
-    """Hard ceiling; memory over it gets the container OOM-killed."""
+    requests: Amounts = Field(default_factory=dict, description="Guaranteed resources the scheduler reserves.")
+    limits: Amounts = Field(
+        default_factory=dict,
+        description="Hard ceiling; memory over it gets the container OOM-killed.",
+    )
 
     def as_k8s(self) -> dict[str, dict[str, str]]:
         return {"requests": dict(self.requests), "limits": dict(self.limits)}

@@ -57,34 +57,38 @@ class StackSettings(Block):
     # Defaults are validated too: the rules hold for blocks a stack file leaves out.
     model_config = ConfigDict(validate_default=True)
 
-    kube_context: Text = "kind-mlops"
-    """kubeconfig context the kubernetes provider talks to."""
-    namespace_prefix: DnsLabel = "mlops"
-    """Prefix of every namespace the platform creates (`<prefix>-storage`, `<prefix>-mlflow`, ...)."""
-    protect_state: Flag = False
-    """Protect stateful resources against `pulumi destroy` and keep them in the cluster if removed from code."""
-    storage: StorageConfig = StorageConfig()
-    """The Retain StorageClass."""
-    object_store: ObjectStoreConfig = ObjectStoreConfig()
-    """Object storage for artifacts, datasets and backups."""
-    mlflow: MlflowConfig = MlflowConfig()
-    """The MLflow tracking server."""
-    postgres: PostgresConfig = PostgresConfig()
-    """The PostgreSQL cluster."""
-    redis: RedisConfig = RedisConfig()
-    """The Valkey server."""
-    temporal: TemporalConfig = TemporalConfig()
-    """Temporal."""
-    backups: BackupsConfig = BackupsConfig()
-    """Backups."""
-    observability: ObservabilityConfig = ObservabilityConfig()
-    """Metrics, logs, dashboards and alerts."""
-    secrets: SecretsConfig = SecretsConfig()
-    """Where generated secrets are kept."""
-    vault: VaultConfig | None = None
-    """Vault settings; only with secrets.store vault (absent then: the defaults)."""
-    node_ports: NodePorts = Field(default_factory=dict)
-    """Host-reachable NodePorts by service role; empty means ClusterIP Services only."""
+    kube_context: Text = Field("kind-mlops", description="kubeconfig context the kubernetes provider talks to.")
+    namespace_prefix: DnsLabel = Field(
+        "mlops",
+        description="Prefix of every namespace the platform creates (`<prefix>-storage`, `<prefix>-mlflow`, ...).",
+    )
+    protect_state: Flag = Field(
+        False,
+        description="Protect stateful resources against `pulumi destroy` and keep them in the cluster if removed from code.",
+    )
+    storage: StorageConfig = Field(StorageConfig(), description="The Retain StorageClass.")
+    object_store: ObjectStoreConfig = Field(
+        ObjectStoreConfig(),
+        description="Object storage for artifacts, datasets and backups.",
+    )
+    mlflow: MlflowConfig = Field(MlflowConfig(), description="The MLflow tracking server.")
+    postgres: PostgresConfig = Field(PostgresConfig(), description="The PostgreSQL cluster.")
+    redis: RedisConfig = Field(RedisConfig(), description="The Valkey server.")
+    temporal: TemporalConfig = Field(TemporalConfig(), description="Temporal.")
+    backups: BackupsConfig = Field(BackupsConfig(), description="Backups.")
+    observability: ObservabilityConfig = Field(
+        ObservabilityConfig(),
+        description="Metrics, logs, dashboards and alerts.",
+    )
+    secrets: SecretsConfig = Field(SecretsConfig(), description="Where generated secrets are kept.")
+    vault: VaultConfig | None = Field(
+        None,
+        description="Vault settings; only with secrets.store vault (absent then: the defaults).",
+    )
+    node_ports: NodePorts = Field(
+        default_factory=dict,
+        description="Host-reachable NodePorts by service role; empty means ClusterIP Services only.",
+    )
 
     @field_validator("object_store")
     @classmethod
@@ -184,8 +188,10 @@ def _missing_token(vault: VaultConfig, namespace_prefix: str) -> Problem:
 class StackConfig(StackSettings):
     """Everything a stack needs, validated."""
 
-    stack: str = Field(exclude=True)
-    """Pulumi stack name (dev, prod, ...); not a setting, the name of the stack file."""
+    stack: str = Field(
+        exclude=True,
+        description="Pulumi stack name (dev, prod, ...); not a setting, the name of the stack file.",
+    )
 
     @classmethod
     def of(cls, stack: str, settings: StackSettings) -> StackConfig:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from components.config.base import Block
 from components.config.formats import Quantity, one_of, whole
@@ -18,16 +18,23 @@ Replicas = whole(1, 20)
 class TemporalConfig(Block):
     """Temporal: the CLI dev server on SQLite, or the Helm chart on PostgreSQL."""
 
-    engine: Engine = "dev"
-    """dev: `temporal server start-dev` on a retained claim; chart: the temporal chart on the PostgresCluster."""
-    size: Quantity = "5Gi"
-    """Claim size of the dev engine's SQLite file."""
-    num_history_shards: Shards = 512
-    """Chart engine: history shards, a power of two. FIXED FOREVER after the first deploy; changing it breaks the cluster."""
-    replicas: Replicas = 1
-    """Chart engine: replicas of each server service (frontend, history, matching, worker)."""
-    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
-    """Requests and limits of the dev server, or of each chart server service."""
+    engine: Engine = Field(
+        "dev",
+        description="dev: `temporal server start-dev` on a retained claim; chart: the temporal chart on the PostgresCluster.",
+    )
+    size: Quantity = Field("5Gi", description="Claim size of the dev engine's SQLite file.")
+    num_history_shards: Shards = Field(
+        512,
+        description="Chart engine: history shards, a power of two. FIXED FOREVER after the first deploy; changing it breaks the cluster.",
+    )
+    replicas: Replicas = Field(
+        1,
+        description="Chart engine: replicas of each server service (frontend, history, matching, worker).",
+    )
+    resources: ResourceSpec = Field(
+        ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"}),
+        description="Requests and limits of the dev server, or of each chart server service.",
+    )
 
     @field_validator("num_history_shards")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from components.config.base import Block
 from components.config.formats import CRON5, DnsLabel, Flag, Quantity, Url, matching, one_of, whole
@@ -21,8 +21,10 @@ GoDuration = matching(r"^[1-9][0-9]*(s|m|h)$", "expected a duration such as 15m 
 class SecretsConfig(Block):
     """Where the platform's generated secrets (passwords, keys) are kept."""
 
-    store: Store = "kubernetes"
-    """kubernetes: Pulumi writes them as Kubernetes Secrets; vault: into Vault, synced into Secrets by External Secrets."""
+    store: Store = Field(
+        "kubernetes",
+        description="kubernetes: Pulumi writes them as Kubernetes Secrets; vault: into Vault, synced into Secrets by External Secrets.",
+    )
 
 
 class VaultConfig(Block):
@@ -36,30 +38,45 @@ class VaultConfig(Block):
         },
     }]})
 
-    deploy: Flag = True
-    """Run Vault in the cluster (HA, raft); false: use an existing Vault at `address`."""
-    phase: Phase = "configure"
-    """install: the first `pulumi up` on an empty cluster deploys Vault alone; configure: everything, Vault included."""
-    address: Url = "http://127.0.0.1:8200"
-    """Where Pulumi reaches Vault (a port-forward, or the public address of an existing Vault)."""
-    cluster_address: Url = ""
-    """Where the cluster reaches Vault; empty: the deployed Vault's Service (required with deploy false)."""
-    kv_mount: DnsLabel = "mlops"
-    """KV v2 mount holding the platform's secrets under `<stack>/<namespace>/<secret>`."""
-    replicas: Peers = 3
-    """Vault servers (raft peers, an odd number), spread over nodes."""
-    data_size: Quantity = "10Gi"
-    """Raft data claim per server."""
-    audit_size: Quantity = "10Gi"
-    """Audit log claim per server."""
-    auto_unseal: Flag = False
-    """Create an AWS KMS key and let Vault unseal with it, so pods restart without unseal keys (objectStore.engine s3)."""
-    snapshot_schedule: Cron = "0 */6 * * *"
-    """Cron of the raft snapshot CronJob (into the backups bucket)."""
-    refresh_interval: GoDuration = "1h"
-    """How often the sync operator re-reads each secret from Vault."""
-    resources: ResourceSpec = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "512Mi"})
-    """Requests and limits of each Vault server."""
+    deploy: Flag = Field(
+        True,
+        description="Run Vault in the cluster (HA, raft); false: use an existing Vault at `address`.",
+    )
+    phase: Phase = Field(
+        "configure",
+        description="install: the first `pulumi up` on an empty cluster deploys Vault alone; configure: everything, Vault included.",
+    )
+    address: Url = Field(
+        "http://127.0.0.1:8200",
+        description="Where Pulumi reaches Vault (a port-forward, or the public address of an existing Vault).",
+    )
+    cluster_address: Url = Field(
+        "",
+        description="Where the cluster reaches Vault; empty: the deployed Vault's Service (required with deploy false).",
+    )
+    kv_mount: DnsLabel = Field(
+        "mlops",
+        description="KV v2 mount holding the platform's secrets under `<stack>/<namespace>/<secret>`.",
+    )
+    replicas: Peers = Field(3, description="Vault servers (raft peers, an odd number), spread over nodes.")
+    data_size: Quantity = Field("10Gi", description="Raft data claim per server.")
+    audit_size: Quantity = Field("10Gi", description="Audit log claim per server.")
+    auto_unseal: Flag = Field(
+        False,
+        description="Create an AWS KMS key and let Vault unseal with it, so pods restart without unseal keys (objectStore.engine s3).",
+    )
+    snapshot_schedule: Cron = Field(
+        "0 */6 * * *",
+        description="Cron of the raft snapshot CronJob (into the backups bucket).",
+    )
+    refresh_interval: GoDuration = Field(
+        "1h",
+        description="How often the sync operator re-reads each secret from Vault.",
+    )
+    resources: ResourceSpec = Field(
+        ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "512Mi"}),
+        description="Requests and limits of each Vault server.",
+    )
 
     @model_validator(mode="after")
     def _deployment_rules(self) -> VaultConfig:
