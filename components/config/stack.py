@@ -52,9 +52,10 @@ def _secrets_set(info: ValidationInfo) -> frozenset[str] | None:
 class StackSettings(Block):
     """Every `mlops-platform:` setting of a stack file except the secrets (`SECRET_KEYS`), which are only counted."""
 
-    # Rules across blocks live in validators of the later block, reading earlier ones from `info.data`, so they are
-    # reported even when an unrelated block is invalid (an invalid block is simply absent from `info.data`).
-    # Defaults are validated too: the rules hold for blocks a stack file leaves out.
+    # Rules across blocks live in validators of the later block, reading earlier ones from `info.data`: each is
+    # checked once the blocks it reads are valid (an invalid block is absent there), so unrelated blocks do not hold
+    # it back, and no rule is checked against a default standing in for a bad value, which could report a problem
+    # that is not there. Defaults are validated too: the rules hold for blocks a stack file leaves out.
     model_config = ConfigDict(validate_default=True)
 
     kube_context: Text = Field("kind-mlops", description="kubeconfig context the kubernetes provider talks to.")
