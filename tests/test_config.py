@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pulumi
 import pytest
 import yaml
@@ -110,10 +112,11 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             {"mlflow": {"resources": {"requests": {"gpu": "1"}}}},
             'mlops-platform:mlflow.resources.requests.gpu = "1": unknown key (a typo?); allowed keys: cpu, ephemeral-storage, memory',
         ),
-        ({"objectStore": {"buckets": ["Backups", "backups"]}}, 'mlops-platform:objectStore.buckets = ["Backups"]: bucket names are 3-63'),
+        ({"objectStore": {"buckets": ["backups", "Backups"]}}, 'mlops-platform:objectStore.buckets[1] = "Backups": bucket names are 3-63'),
+        ({"objectStore": {"buckets": ["backups", "backups"]}}, "bucket names must be unique; listed more than once: backups"),
         ({"objectStore": {"buckets": ["mlflow-artifacts"]}}, "must include the 'backups' bucket"),
         ({"mlflow": {"artifactBucket": "nowhere"}}, 'mlops-platform:mlflow.artifactBucket = "nowhere": must be one of objectStore.buckets'),
-        ({"storage": {"parameters": {"encrypted": True}}}, 'mlops-platform:storage.parameters = {"encrypted": true}: expected a mapping of strings'),
+        ({"storage": {"parameters": {"encrypted": True}}}, 'mlops-platform:storage.parameters.encrypted = true: expected a string; quote numbers and booleans in YAML ("true")'),
         ({"storage": {"volumeBindingMode": "Lazy"}}, 'mlops-platform:storage.volumeBindingMode = "Lazy": allowed values: WaitForFirstConsumer, Immediate'),
         ({"storage": "fast"}, 'mlops-platform:storage = "fast": expected a mapping of settings'),
         ({"protectState": "yes"}, 'mlops-platform:protectState = "yes": expected true or false'),
@@ -170,3 +173,56 @@ def test_quantities_follow_kubernetes_grammar(text, value):
 def test_malformed_quantities_are_rejected(text):
     with pytest.raises(ValueError):
         quantity_value(text)
+
+
+def test_a_partial_resources_block_keeps_the_defaults_of_its_area():
+    config = parse_stack_config("any", {"redis": {"resources": {"requests": {"memory": "100Mi"}}}})
+    assert config.redis.resources.as_k8s() == {
+        "requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+
+
+def test_a_block_left_empty_in_yaml_means_its_defaults():
+    config = parse_stack_config("any", {"mlflow": None, "nodePorts": None, "observability": {"loki": None}, "redis": {"resources": None}})
+    defaults = StackConfig(stack="any")
+    assert (config.mlflow, config.node_ports, config.observability, config.redis) == (
+        defaults.mlflow, {}, defaults.observability, defaults.redis,
+    )
+
+
+def test_a_bad_list_item_is_named_by_its_index():
+    message = problems_for({"postgres": {"databases": ["platform", "template1", "Users"]}})
+    assert 'mlops-platform:postgres.databases[1] = "template1": database names are' in message
+    assert 'mlops-platform:postgres.databases[2] = "Users": database names are' in message
+
+
+ODD_VALUES = (None, 0, -1, 1.5, True, "", "x", "5Gi\n", [], ["x"], {}, {"x": 1})
+
+
+def key_paths(value, path=()):
+    """Every key and list item of a stack file's settings, as paths."""
+    yield path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        yield from key_paths(child, (*path, key))
+
+
+def with_value(settings: dict, path: tuple, value) -> dict:
+    changed = copy.deepcopy(settings)
+    parent = changed
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_any_value_anywhere_is_accepted_or_worded_never_a_traceback(stack):
+    settings = {**stack_file(stack), "vaultToken": "set"}
+    for path in list(key_paths(settings))[1:]:
+        for value in ODD_VALUES:
+            try:
+                parse_stack_config(stack, with_value(settings, path, value))
+            except ConfigError as error:
+                # pydantic's own wording ("Input should be ...", "Field required") means a shape nobody translated.
+                assert "Input should" not in str(error) and "Field required" not in str(error), str(error)

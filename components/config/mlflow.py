@@ -1,0 +1,99 @@
+"""`mlops-platform:mlflow`: the MLflow tracking server and how it is published."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from components.config.base import Block
+from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
+from components.config.problems import Problem, reject
+from components.config.resources import ResourceSpec
+
+MLFLOW_ENGINES = ("sqlite", "postgres")
+Engine = one_of(*MLFLOW_ENGINES)
+Replicas = whole(1, 20)
+Workers = whole(1, 16)
+
+
+class IngressConfig(Block):
+    """How MLflow is published outside the cluster."""
+
+    host: DnsName = Field(description="Public host name, e.g. mlflow.example.com.")
+    class_name: Text = Field("nginx", description="IngressClass of the ingress controller.")
+    tls_secret: DnsName = Field(
+        "",
+        description="Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set).",
+    )
+    cluster_issuer: Text = Field(
+        "",
+        description="cert-manager ClusterIssuer to request the certificate from (empty: none).",
+    )
+    controller_namespace: DnsLabel = Field(
+        "ingress-nginx",
+        description="Namespace of the ingress controller, whose pods the NetworkPolicy admits to MLflow.",
+    )
+
+
+def _present_means_set(value: Any) -> Any:
+    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
+    return {} if value is None else value
+
+
+class MlflowConfig(Block):
+    """The MLflow tracking server."""
+
+    # The engine rules below, for editors: without engine postgres, one replica and no auth.
+    model_config = ConfigDict(json_schema_extra={"allOf": [{
+        "if": {"not": {"properties": {"engine": {"const": "postgres"}}, "required": ["engine"]}},
+        "then": {"properties": {"replicas": {"const": 1}, "auth": {"const": False}}},
+    }]})
+
+    engine: Engine = Field(
+        "sqlite",
+        description="sqlite: a single-writer SQLite file on a retained claim (dev); postgres: databases on the PostgresCluster.",
+    )
+    replicas: Replicas = Field(1, description="Server replicas; exactly 1 with SQLite, 2 by default with PostgreSQL.")
+    auth: Flag = Field(
+        False,
+        description="Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine.",
+    )
+    ingress: Annotated[IngressConfig | None, BeforeValidator(_present_means_set)] = Field(
+        None,
+        description="Publish through an Ingress (absent: in-cluster only).",
+    )
+    workers: Workers = Field(
+        2,
+        description="Server worker processes per replica (each holds its own copy of MLflow in memory).",
+    )
+    size: Quantity = Field("5Gi", description="Claim size of the SQLite backend.")
+    artifact_bucket: Text = Field(
+        "mlflow-artifacts",
+        description="Bucket (one of objectStore.buckets) the server proxies artifacts to.",
+    )
+    resources: ResourceSpec = Field(
+        ResourceSpec({"cpu": "100m", "memory": "512Mi"}, {"cpu": "1", "memory": "1Gi"}),
+        description="Requests and limits of the server container.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _two_replicas_with_postgres(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("engine") == "postgres" and "replicas" not in data:
+            return {**data, "replicas": 2}
+        return data
+
+    @model_validator(mode="after")
+    def _engine_rules(self) -> MlflowConfig:
+        problems = []
+        if self.engine == "sqlite" and self.replicas != 1:
+            problems.append(Problem(
+                "replicas", self.replicas,
+                "the sqlite engine runs exactly 1 replica (one writer on a ReadWriteOnce volume); set 1, or use engine postgres",
+            ))
+        if self.auth and self.engine != "postgres":
+            problems.append(Problem("auth", True, "basic auth keeps its users in PostgreSQL: use engine postgres"))
+        reject(problems)
+        return self
