@@ -567,9 +567,10 @@ def test_the_snapshot_job_refuses_an_empty_snapshot_and_uploads_nothing(prod, co
     with dropping_snapshot_bodies(configured.node.address) as proxy:
         run = run_snapshot_job(prod, configured, empty_bucket, tmp_path, vault_address=proxy)
     assert not run.succeeded
-    assert "[raft-snapshot] exit" in run.output and "[upload]" not in run.output
-    # The CLI refuses the truncated download itself (no SHA256SUMS); the script's `test -s` is the second guard.
-    assert all(path.stat().st_size > 0 for path in run.snapshots)
+    assert "[raft-snapshot] exit" in run.output and "[upload]" not in run.output, run.output
+    # The CLI refuses the truncated download itself (no SHA256SUMS in it) and keeps no file; the script's
+    # `test -s` is the second guard, for a CLI that would exit 0 with an empty file.
+    assert [path for path in run.snapshots if path.stat().st_size] == []
     assert uploaded(empty_bucket) == {}
 
 
