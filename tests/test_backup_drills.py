@@ -28,9 +28,9 @@ from tests.realservers import (
     free_port,
     postgres_bin,
     postgres_server,
+    runbook_command,
 )
 from tests.support import container, pod_spec, secret_data
-from tools.render import ROOT
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.skipif(
@@ -40,14 +40,6 @@ pytestmark = pytest.mark.skipif(
 
 IN_CLUSTER_S3 = "http://minio.mlops-storage.svc.cluster.local:9000"
 IN_CLUSTER_POSTGRES = "postgres-rw.mlops-data.svc.cluster.local:5432"
-
-
-def runbook_command(runbook: str, drill: str) -> str:
-    """The shell block tagged `# drill: <drill>` in docs/runbooks/<runbook>."""
-    text = (ROOT / "docs" / "runbooks" / runbook).read_text()
-    match = re.search(rf"```sh\n# drill: {re.escape(drill)}\n(.*?)```", text, re.DOTALL)
-    assert match, f"{runbook} has no '# drill: {drill}' block"
-    return match.group(1)
 
 
 def run(argv: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:

@@ -20,6 +20,7 @@ import json
 import runpy
 import string
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,10 @@ def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, An
         state["result"] = value.lower() if inputs.get("upper") is False else value
     elif type_ == "aws:s3/bucket:Bucket":
         state["arn"] = f"arn:aws:s3:::{inputs['bucket']}"
+    elif type_ == "aws:kms/key:Key":
+        # KMS assigns a UUID key id; with none, the Vault seal stanza would render kms_key_id = "None".
+        key_id = str(uuid.UUID(bytes=hashlib.sha256(name.encode()).digest()[:16], version=4))
+        state.update(keyId=key_id, arn=f"arn:aws:kms:mock-region:000000000000:key/{key_id}")
     elif type_ == "aws:iam/accessKey:AccessKey":
         state["secret"] = mock_password(name, 40, special=True)
     elif type_.startswith("kubernetes:") and "metadata" in inputs:
