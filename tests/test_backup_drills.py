@@ -186,7 +186,7 @@ def test_sqlite_drill_copies_a_consistent_snapshot_under_a_live_writer(dev, s3, 
     database, progress = tmp_path / "data" / "mlflow.db", tmp_path / "committed"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(database), str(progress)])
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded disk commits slowly; the count is what matters
         while not progress.exists() or int(progress.read_text()) < 3000:
             assert writer.poll() is None and time.monotonic() < deadline, "the writer did not get going"
             time.sleep(0.05)
