@@ -1,8 +1,10 @@
-"""What every backup CronJob shares: where copies go and how rclone reaches it, the upload step, and the CronJob
-itself (labelled for alerting, one run at a time, a deadline per run)."""
+"""What every backup CronJob shares: where copies go and how rclone reaches it, what each job is given (namespace,
+credentials, schedule), the CronJob itself (labelled for alerting, one run at a time, a deadline per run), and the
+shape of the jobs that produce files and then upload them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -39,6 +41,18 @@ class BackupTarget:
         return self.engine == "minio"
 
 
+@dataclass(frozen=True)
+class BackupJob:
+    """What every backup job is given: where it runs, the S3 credentials it uploads with, and when."""
+
+    namespace: pulumi.Input[str]
+    """Namespace of the CronJob, where its credentials Secret is."""
+    credentials_secret: pulumi.Input[str]
+    """Secret with the S3 credentials, in `namespace`."""
+    schedule: str
+    """Cron schedule (5 fields, UTC)."""
+
+
 def rclone_env(target: BackupTarget, credentials_secret: pulumi.Input[str]) -> list[k8s.core.v1.EnvVarArgs]:
     """rclone's remote `store`, configured entirely by environment; credentials only from the Secret."""
     return [
@@ -73,7 +87,7 @@ def upload_script(prefix: str, target: BackupTarget) -> str:
     return "\n".join(lines) + "\n"
 
 
-def container(name: str, image: str, argv: list[str], env, resources: ResourceSpec, mounts) -> k8s.core.v1.ContainerArgs:
+def container(name: str, image: str, argv: list[pulumi.Input[str]], env, resources: ResourceSpec, mounts) -> k8s.core.v1.ContainerArgs:
     """A hardened container running `argv`; its last element (the script) becomes `args`, so it reads on its own."""
     return k8s.core.v1.ContainerArgs(
         name=name,
@@ -91,16 +105,16 @@ def cron_job(
     name: str,
     *,
     backup: str,
-    namespace: pulumi.Input[str],
-    schedule: str,
+    settings: BackupJob,
     uid: int,
-    init_containers: list[k8s.core.v1.ContainerArgs],
     containers: list[k8s.core.v1.ContainerArgs],
     volumes: list[k8s.core.v1.VolumeArgs],
     deadline_seconds: int,
     opts: pulumi.ResourceOptions,
+    init_containers: Sequence[k8s.core.v1.ContainerArgs] = (),
     service_account: str | None = None,
 ) -> k8s.batch.v1.CronJob:
+    """The CronJob `backup-<backup>` (child `<name>-<backup>`), labelled with the backup it takes."""
     metadata_labels = {**kube.labels("backups", "backup"), BACKUP_LABEL: backup}
     pod_spec = k8s.core.v1.PodSpecArgs(
         restart_policy="Never",
@@ -108,17 +122,17 @@ def cron_job(
         service_account_name=service_account,
         automount_service_account_token=service_account is not None,
         security_context=kube.pod_security(uid),
-        init_containers=init_containers or None,
+        init_containers=list(init_containers) or None,
         containers=containers,
         volumes=volumes,
     )
     return k8s.batch.v1.CronJob(
-        name,
+        f"{name}-{backup}",
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=f"backup-{backup}", namespace=namespace, labels=metadata_labels, annotations=kube.scanner_skips(pod_spec)
+            name=f"backup-{backup}", namespace=settings.namespace, labels=metadata_labels, annotations=kube.scanner_skips(pod_spec)
         ),
         spec=k8s.batch.v1.CronJobSpecArgs(
-            schedule=schedule,
+            schedule=settings.schedule,
             time_zone="Etc/UTC",
             # Never two copies at once: a slow run must finish (or hit its deadline) before the next starts.
             concurrency_policy="Forbid",
@@ -142,10 +156,38 @@ SCRATCH = k8s.core.v1.VolumeMountArgs(name="backup", mount_path="/backup")
 TMP = k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")
 
 
-def uploader(
-    prefix: str, target: BackupTarget, resources: ResourceSpec, credentials_secret: pulumi.Input[str]
-) -> k8s.core.v1.ContainerArgs:
-    return container(
+def produce_then_upload(
+    name: str,
+    *,
+    backup: str,
+    settings: BackupJob,
+    producer: k8s.core.v1.ContainerArgs,
+    prefix: str,
+    scratch_size: str,
+    uid: int,
+    deadline_seconds: int,
+    target: BackupTarget,
+    resources: ResourceSpec,
+    opts: pulumi.ResourceOptions,
+    volumes: Sequence[k8s.core.v1.VolumeArgs] = (),
+    service_account: str | None = None,
+) -> k8s.batch.v1.CronJob:
+    """A backup that produces files: `producer`, an init container mounting SCRATCH and TMP, writes them under
+    /backup/<prefix> on a scratch volume of `scratch_size`; then rclone uploads them. `volumes` are what the producer
+    reads besides."""
+    upload = container(
         "upload", IMAGES["rclone"], ["/bin/sh", "-c", upload_script(prefix, target)],
-        rclone_env(target, credentials_secret), resources, [SCRATCH, TMP],
+        rclone_env(target, settings.credentials_secret), resources, [SCRATCH, TMP],
+    )
+    return cron_job(
+        name,
+        backup=backup,
+        settings=settings,
+        uid=uid,
+        init_containers=[producer],
+        containers=[upload],
+        volumes=[*volumes, kube.scratch_volume("backup", scratch_size), kube.scratch_volume()],
+        deadline_seconds=deadline_seconds,
+        service_account=service_account,
+        opts=opts,
     )

@@ -19,17 +19,11 @@ MLFLOW_UID = 1000
 
 
 @dataclass(frozen=True)
-class SqliteCopy:
-    """An online, consistent copy of MLflow's SQLite file."""
+class SqliteCopy(job.BackupJob):
+    """An online, consistent copy of MLflow's SQLite file; it runs in MLflow's namespace, beside the claim."""
 
-    namespace: pulumi.Input[str]
-    """MLflow's namespace."""
     claim_name: pulumi.Input[str]
     """MLflow's data claim (ReadWriteOnce: the job lands on the node holding it)."""
-    credentials_secret: pulumi.Input[str]
-    """Secret with the S3 credentials, in `namespace`."""
-    schedule: str
-    """Cron schedule."""
 
 
 SQLITE_COPY = """\
@@ -61,21 +55,21 @@ def cron_job(
     # where the volume's node affinity schedules it.
     snapshot = job.container("sqlite-backup", IMAGES["mlflow"], ["python3", "-c", SQLITE_COPY], kube.plain_env({"HOME": "/tmp"}),
                          resources, [data, job.SCRATCH, job.TMP])
-    return job.cron_job(
-        f"{name}-{BACKUP}",
+    return job.produce_then_upload(
+        name,
         backup=BACKUP,
-        namespace=copy.namespace,
-        schedule=copy.schedule,
+        settings=copy,
+        producer=snapshot,
+        prefix="mlflow-sqlite",
+        scratch_size="10Gi",
         uid=MLFLOW_UID,
-        init_containers=[snapshot],
-        containers=[job.uploader("mlflow-sqlite", target, resources, copy.credentials_secret)],
+        deadline_seconds=DEADLINE_SECONDS,
+        target=target,
+        resources=resources,
         volumes=[
             k8s.core.v1.VolumeArgs(
                 name="data", persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=copy.claim_name)
             ),
-            kube.scratch_volume("backup", "10Gi"),
-            kube.scratch_volume(),
         ],
-        deadline_seconds=DEADLINE_SECONDS,
         opts=child,
     )

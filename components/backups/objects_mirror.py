@@ -20,17 +20,12 @@ DEADLINE_SECONDS = 6 * 3600
 
 
 @dataclass(frozen=True)
-class ObjectMirror:
-    """A copy of every data bucket under `mirror/<bucket>/` of the backups bucket."""
+class ObjectMirror(job.BackupJob):
+    """A copy of every data bucket under `mirror/<bucket>/` of the backups bucket; its credentials may read every
+    bucket and write the backups bucket."""
 
-    namespace: pulumi.Input[str]
-    """Namespace of the job and its credentials."""
     buckets: Mapping[str, pulumi.Input[str]]
     """Logical -> physical name of each bucket to mirror."""
-    credentials_secret: pulumi.Input[str]
-    """Secret with S3 credentials that may read every bucket and write the backups bucket."""
-    schedule: str
-    """Cron schedule."""
 
 
 def mirror_script(buckets: Mapping[str, str], target: job.BackupTarget) -> str:
@@ -51,23 +46,13 @@ def cron_job(
     name: str, mirror: ObjectMirror, target: job.BackupTarget, resources: ResourceSpec, child: pulumi.ResourceOptions
 ) -> k8s.batch.v1.CronJob:
     script = pulumi.Output.all(**mirror.buckets).apply(lambda buckets: mirror_script(buckets, target))
-    sync = k8s.core.v1.ContainerArgs(
-        name="mirror",
-        image=IMAGES["rclone"],
-        command=["/bin/sh", "-c"],
-        args=[script],
-        env=job.rclone_env(target, mirror.credentials_secret),
-        resources=kube.resources(resources),
-        security_context=kube.container_security(),
-        volume_mounts=[job.TMP],
-    )
+    sync = job.container("mirror", IMAGES["rclone"], ["/bin/sh", "-c", script], job.rclone_env(target, mirror.credentials_secret),
+                         resources, [job.TMP])
     return job.cron_job(
-        f"{name}-{BACKUP}",
+        name,
         backup=BACKUP,
-        namespace=mirror.namespace,
-        schedule=mirror.schedule,
+        settings=mirror,
         uid=job.NOBODY,
-        init_containers=[],
         containers=[sync],
         volumes=[kube.scratch_volume()],
         deadline_seconds=DEADLINE_SECONDS,

@@ -20,17 +20,11 @@ POSTGRES_UID = 26  # the postgres user of the CloudNativePG images
 
 
 @dataclass(frozen=True)
-class PostgresDumps:
-    """A pg_dump of each database, as its owner."""
+class PostgresDumps(job.BackupJob):
+    """A pg_dump of each database, as its owner; it runs in the namespace holding the database Secrets."""
 
-    namespace: pulumi.Input[str]
-    """Namespace holding the database Secrets and the backup credentials."""
     database_secrets: Mapping[str, pulumi.Input[str]]
     """Database -> Secret whose `uri` connects as its owner."""
-    credentials_secret: pulumi.Input[str]
-    """Secret with the S3 credentials, in `namespace`."""
-    schedule: str
-    """Cron schedule."""
 
 
 def pg_dump_script(databases: list[str]) -> str:
@@ -57,15 +51,16 @@ def cron_job(
     env = [kube.secret_env(f"PGURI_{_env_suffix(db)}", dumps.database_secrets[db], "uri") for db in databases]
     # The cluster's own image: pg_dump of the server's major version, as the issue's "client matches server" demands.
     dump = job.container("pg-dump", IMAGES["postgres"], ["/bin/sh", "-c", pg_dump_script(databases)], env, resources, [job.SCRATCH, job.TMP])
-    return job.cron_job(
-        f"{name}-{BACKUP}",
+    return job.produce_then_upload(
+        name,
         backup=BACKUP,
-        namespace=dumps.namespace,
-        schedule=dumps.schedule,
+        settings=dumps,
+        producer=dump,
+        prefix="postgres",
+        scratch_size="20Gi",
         uid=POSTGRES_UID,
-        init_containers=[dump],
-        containers=[job.uploader("postgres", target, resources, dumps.credentials_secret)],
-        volumes=[kube.scratch_volume("backup", "20Gi"), kube.scratch_volume()],
         deadline_seconds=DEADLINE_SECONDS,
+        target=target,
+        resources=resources,
         opts=child,
     )

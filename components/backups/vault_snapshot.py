@@ -19,21 +19,16 @@ DEADLINE_SECONDS = 1800
 
 
 @dataclass(frozen=True)
-class VaultSnapshots:
-    """`vault operator raft snapshot save`, logged in through Kubernetes auth with a snapshot-only role."""
+class VaultSnapshots(job.BackupJob):
+    """`vault operator raft snapshot save`, logged in through Kubernetes auth with a snapshot-only role; it runs in
+    Vault's namespace, where its ServiceAccount is."""
 
-    namespace: pulumi.Input[str]
-    """Vault's namespace; the job's ServiceAccount and S3 credentials live there."""
     address: pulumi.Input[str]
     """In-cluster address of the active Vault server."""
     role: str
     """Kubernetes-auth role allowed to read sys/storage/raft/snapshot and nothing else."""
     service_account: str
     """ServiceAccount the role is bound to."""
-    credentials_secret: pulumi.Input[str]
-    """Secret with the S3 credentials, in `namespace`."""
-    schedule: str
-    """Cron schedule."""
 
 
 VAULT_SNAPSHOT = """set -eu
@@ -59,16 +54,17 @@ def cron_job(
     )
     env = [*kube.plain_env({"VAULT_ADDR": snapshots.address, "VAULT_ROLE": snapshots.role, "HOME": "/tmp"})]
     save = job.container("raft-snapshot", IMAGES["vault"], ["/bin/sh", "-c", VAULT_SNAPSHOT], env, resources, [job.SCRATCH, job.TMP])
-    return job.cron_job(
-        f"{name}-{BACKUP}",
+    return job.produce_then_upload(
+        name,
         backup=BACKUP,
-        namespace=snapshots.namespace,
-        schedule=snapshots.schedule,
+        settings=snapshots,
+        producer=save,
+        prefix="vault",
+        scratch_size="5Gi",
         uid=job.NOBODY,
-        init_containers=[save],
-        containers=[job.uploader("vault", target, resources, snapshots.credentials_secret)],
-        volumes=[kube.scratch_volume("backup", "5Gi"), kube.scratch_volume()],
         deadline_seconds=DEADLINE_SECONDS,
+        target=target,
+        resources=resources,
         service_account=snapshots.service_account,
         opts=child,
     )
