@@ -172,6 +172,36 @@ def single_writer_deployment(
     )
 
 
+def single_writer_statefulset(
+    name: str,
+    *,
+    statefulset_name: str,
+    namespace: pulumi.Input[str],
+    app: str,
+    service_name: pulumi.Input[str],
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.StatefulSet:
+    """One replica of a server that owns the data on a ReadWriteOnce claim, with a stable identity behind its
+    Service `service_name`. A StatefulSet replaces its pod only once the old one is gone, so there is one writer."""
+    return k8s.apps.v1.StatefulSet(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=statefulset_name, namespace=namespace, labels=labels(app, "server"), annotations=scanner_skips(pod_spec)
+        ),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            replicas=1,
+            service_name=service_name,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(app, "server")),
+                spec=pod_spec,
+            ),
+        ),
+        opts=opts,
+    )
+
+
 def service_ports(ports: Mapping[str, int], node_ports: Mapping[str, int | None]) -> list[k8s.core.v1.ServicePortArgs]:
     """Named TCP ports; a port listed in `node_ports` is also reachable from the host at that NodePort."""
     return [

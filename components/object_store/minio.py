@@ -163,21 +163,14 @@ class MinioEngine:
             containers=[container],
             volumes=[kube.claim_volume(claim), kube.scratch_volume()],
         )
-        return k8s.apps.v1.StatefulSet(
+        # One replica: MinIO's filesystem mode on a single ReadWriteOnce claim has exactly one writer.
+        return kube.single_writer_statefulset(
             f"{name}-server",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="minio", namespace=namespace, labels=kube.labels("minio", "server"), annotations=kube.scanner_skips(pod_spec)
-            ),
-            spec=k8s.apps.v1.StatefulSetSpecArgs(
-                # One replica: MinIO's filesystem mode on a single ReadWriteOnce claim has exactly one writer.
-                replicas=1,
-                service_name=api.metadata.name,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector("minio", "server")),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("minio", "server")),
-                    spec=pod_spec,
-                ),
-            ),
+            statefulset_name="minio",
+            namespace=namespace,
+            app="minio",
+            service_name=api.metadata.name,
+            pod_spec=pod_spec,
             opts=child,
         )
 
