@@ -11,6 +11,11 @@ from pydantic.alias_generators import to_camel
 from components.config.resources import ResourceSpec, with_defaults
 
 
+def null_as_empty(value: Any) -> Any:
+    """A key with nothing under it is YAML null: read it as an empty mapping, that is, as the mapping's defaults."""
+    return {} if value is None else value
+
+
 class Block(BaseModel):
     """A mapping of settings in a stack file (`mlops-platform:mlflow`, its `ingress`, ...)."""
 
@@ -27,8 +32,7 @@ class Block(BaseModel):
     @classmethod
     def _fill_in(cls, data: Any) -> Any:
         # `mlflow:` with nothing under it is YAML null: the block's defaults, as if it were absent.
-        if data is None:
-            return {}
+        data = null_as_empty(data)
         if isinstance(data, Mapping):
             return _resources_over_defaults(cls, data)
         return data

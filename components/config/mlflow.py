@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from components.config.base import Block
+from components.config.base import Block, null_as_empty
 from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
 from components.config.problems import Problem, reject
 from components.config.resources import ResourceSpec
@@ -37,11 +37,6 @@ class IngressConfig(Block):
     )
 
 
-def _present_means_set(value: Any) -> Any:
-    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
-    return {} if value is None else value
-
-
 class MlflowConfig(Block):
     """The MLflow tracking server."""
 
@@ -60,7 +55,8 @@ class MlflowConfig(Block):
         False,
         description="Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine.",
     )
-    ingress: Annotated[IngressConfig | None, BeforeValidator(_present_means_set)] = Field(
+    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
+    ingress: Annotated[IngressConfig | None, BeforeValidator(null_as_empty)] = Field(
         None,
         description="Publish through an Ingress (absent: in-cluster only).",
     )
