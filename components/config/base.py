@@ -16,6 +16,14 @@ def null_as_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
+def engine_default(data: Any, engine: str, key: str, value: Any) -> Any:
+    """A block's raw `data` with `key` (as users write it) set to `value` when its engine is `engine` and the stack
+    file leaves `key` out: a default that depends on the engine, for a `mode="before"` validator."""
+    if isinstance(data, Mapping) and data.get("engine") == engine and key not in data:
+        return {**data, key: value}
+    return data
+
+
 class Block(BaseModel):
     """A mapping of settings in a stack file (`mlops-platform:mlflow`, its `ingress`, ...)."""
 

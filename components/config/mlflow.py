@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from components.config.base import Block, null_as_empty
+from components.config.base import Block, engine_default, null_as_empty
 from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
 from components.config.problems import Problem, reject
 from components.config.resources import ResourceSpec
@@ -77,9 +76,7 @@ class MlflowConfig(Block):
     @model_validator(mode="before")
     @classmethod
     def _two_replicas_with_postgres(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("engine") == "postgres" and "replicas" not in data:
-            return {**data, "replicas": 2}
-        return data
+        return engine_default(data, "postgres", "replicas", 2)
 
     @model_validator(mode="after")
     def _engine_rules(self) -> MlflowConfig:
