@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tools.pod_security.baseline import _seccomp_baseline
 from tools.pod_security.checks import (
     Check,
     Meta,
@@ -128,13 +129,11 @@ def _run_as_user(meta: Meta, spec: Spec) -> Result:
 
 
 def _seccomp_restricted(meta: Meta, spec: Spec) -> Result:
-    pod, explicit, unset, bad_types = _seccomp_types(spec)
-    setters = _setters(pod is False, explicit)
-    if setters:
-        return (
-            "seccompProfile",
-            f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to {_quoted(sorted(bad_types))}",
-        )
+    # The types baseline forbids first, in its words; then restricted's own rule: no container is left without a profile.
+    forbidden = _seccomp_baseline(meta, spec)
+    if forbidden:
+        return forbidden
+    pod, _, unset, _ = _seccomp_types(spec)
     if pod is not True and unset:
         detail = f'pod or {_containers_phrase(unset)} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"'
         return "seccompProfile", detail
