@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ResourceSpec
+from components.versions import Chart
 
 PART_OF = "mlops-platform"
 
@@ -265,6 +266,48 @@ def metrics_monitor(
         kind=kind,
         metadata=k8s.meta.v1.ObjectMetaArgs(name=monitor_name, namespace=namespace, labels=labels(app, "metrics")),
         spec={"selector": {"matchLabels": dict(match_labels)}, endpoints_key: endpoints},
+        opts=opts,
+    )
+
+
+def helm_release(
+    name: str,
+    chart: Chart,
+    *,
+    release_name: str,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[dict],
+    opts: pulumi.ResourceOptions,
+    timeout: int | None = None,
+    atomic: bool | None = None,
+) -> k8s.helm.v3.Release:
+    """A pinned chart (components/versions.py) as a helm.v3.Release, that is `helm install`: its hooks run."""
+    return k8s.helm.v3.Release(
+        name,
+        name=release_name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        namespace=namespace,
+        values=values,
+        timeout=timeout,
+        atomic=atomic,
+        opts=opts,
+    )
+
+
+def helm_chart(
+    name: str, chart: Chart, *, namespace: pulumi.Input[str], values: pulumi.Input[dict], opts: pulumi.ResourceOptions
+) -> k8s.helm.v4.Chart:
+    """A pinned chart (components/versions.py) as a helm.v4.Chart, that is `helm template`: objects applied one by one
+    (previews show each), hooks never."""
+    return k8s.helm.v4.Chart(
+        name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
+        namespace=namespace,
+        values=values,
         opts=opts,
     )
 

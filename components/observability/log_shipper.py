@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import kube
 from components.observability.footprint import FOOTPRINT
 from components.versions import CHARTS
 
@@ -19,13 +20,10 @@ def release(
     name: str, namespace: pulumi.Input[str], loki_url: pulumi.Input[str], child: pulumi.ResourceOptions, after: pulumi.Resource
 ) -> k8s.helm.v3.Release:
     """The Alloy release, once Loki is there to receive."""
-    chart = CHARTS["alloy"]
-    return k8s.helm.v3.Release(
+    return kube.helm_release(
         f"{name}-log-shipper",
-        name="alloy",
-        chart=chart.name,
-        version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        CHARTS["alloy"],
+        release_name="alloy",
         namespace=namespace,
         values=alloy_values(loki_url),
         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[after])),

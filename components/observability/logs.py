@@ -21,13 +21,10 @@ LOKI_SCHEMA_START = "2026-11-01"
 
 def release(name: str, args: ObservabilityStackArgs, child: pulumi.ResourceOptions, after: pulumi.Resource) -> k8s.helm.v3.Release:
     """The Loki release, and its NodePort Service when it has one."""
-    chart = CHARTS["loki"]
-    loki = k8s.helm.v3.Release(
+    loki = kube.helm_release(
         f"{name}-logs",
-        name="loki",
-        chart=chart.name,
-        version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        CHARTS["loki"],
+        release_name="loki",
         namespace=args.namespace,
         values=loki_values(args),
         timeout=600,

@@ -40,15 +40,12 @@ def release(
     """The kube-prometheus-stack release, after the Secrets it is given the names of; and Grafana's admin Secret."""
     admin = _grafana_admin(name, args, child)
     alerting = _alertmanager_config(name, args, child)
-    chart = CHARTS["kube-prometheus-stack"]
     # helm.v3.Release: the operator's admission-webhook certificates come from Helm hook Jobs, which
     # helm.v4.Chart skips (the operator would then wait for its webhook certificate forever).
-    metrics = k8s.helm.v3.Release(
+    metrics = kube.helm_release(
         f"{name}-metrics",
-        name=KPS_NAME,
-        chart=chart.name,
-        version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        CHARTS["kube-prometheus-stack"],
+        release_name=KPS_NAME,
         namespace=args.namespace,
         values=metrics_values(args, loki_url, args.node_ports),
         timeout=900,
