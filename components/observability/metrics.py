@@ -1,8 +1,5 @@
-"""Metrics: kube-prometheus-stack (Prometheus, Alertmanager, Grafana, kube-state-metrics, node-exporter).
-
-Secrets never pass through Helm values: Grafana's admin and Alertmanager's whole configuration (which may hold a
-webhook URL) are Secrets created here, and the chart is given their names.
-"""
+"""Metrics: kube-prometheus-stack (Prometheus, Alertmanager, Grafana, kube-state-metrics, node-exporter), and the
+two Secrets it is given the names of: Grafana's admin and Alertmanager's whole configuration."""
 
 from __future__ import annotations
 
