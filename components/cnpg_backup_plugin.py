@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components import kube
 from components.config import ResourceSpec, StackConfig
 from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact
 from components.versions import CHARTS
@@ -56,20 +56,16 @@ class CnpgBackupPlugin(pulumi.ComponentResource):
     def __init__(self, name: str, args: CnpgBackupPluginArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:cnpg_backup_plugin:CnpgBackupPlugin", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cert_manager = _chart(
-            f"{name}-cert-manager",
-            "cert-manager",
-            args.cert_manager_namespace,
-            cert_manager_values(),
-            child,
+        cert_manager = kube.helm_chart(
+            f"{name}-cert-manager", CHARTS["cert-manager"], namespace=args.cert_manager_namespace, values=cert_manager_values(), opts=child
         )
         # The plugin's chart asks cert-manager for its TLS certificates, so cert-manager's CRDs and webhook come first.
-        self.ready = _chart(
+        self.ready = kube.helm_chart(
             f"{name}-barman-cloud",
-            "plugin-barman-cloud",
-            args.operator_namespace,
-            {"crds": {"create": True}, "resources": FOOTPRINT["barman-cloud-plugin"].as_k8s()},
-            pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[cert_manager, args.operator])),
+            CHARTS["plugin-barman-cloud"],
+            namespace=args.operator_namespace,
+            values={"crds": {"create": True}, "resources": FOOTPRINT["barman-cloud-plugin"].as_k8s()},
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[cert_manager, args.operator])),
         )
         self.register_outputs({})
 
@@ -83,16 +79,3 @@ def cert_manager_values() -> dict:
         "cainjector": {"resources": FOOTPRINT["cert-manager-cainjector"].as_k8s()},
         "startupapicheck": {"enabled": False},
     }
-
-
-def _chart(name: str, chart_name: str, namespace: pulumi.Input[str], values: dict, opts: pulumi.ResourceOptions) -> k8s.helm.v4.Chart:
-    chart = CHARTS[chart_name]
-    return k8s.helm.v4.Chart(
-        name,
-        chart=chart.name,
-        version=chart.version,
-        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
-        namespace=namespace,
-        values=values,
-        opts=opts,
-    )

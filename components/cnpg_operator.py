@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components import kube
 from components.config import ResourceSpec, StackConfig
 from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact
 from components.versions import CHARTS
@@ -44,13 +44,10 @@ class CnpgOperator(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CnpgOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:cnpg_operator:CnpgOperator", name, None, opts)
-        chart = CHARTS["cloudnative-pg"]
         # helm.v4.Chart: the chart has no hooks we need, and previews show a diff per object.
-        self.ready = k8s.helm.v4.Chart(
+        self.ready = kube.helm_chart(
             f"{name}-chart",
-            chart=chart.name,
-            version=chart.version,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
+            CHARTS["cloudnative-pg"],
             namespace=args.namespace,
             values={
                 "crds": {"create": True},

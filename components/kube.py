@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ResourceSpec
+from components.versions import Chart
 
 PART_OF = "mlops-platform"
 
@@ -172,6 +173,36 @@ def single_writer_deployment(
     )
 
 
+def single_writer_statefulset(
+    name: str,
+    *,
+    statefulset_name: str,
+    namespace: pulumi.Input[str],
+    app: str,
+    service_name: pulumi.Input[str],
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.StatefulSet:
+    """One replica of a server that owns the data on a ReadWriteOnce claim, with a stable identity behind its
+    Service `service_name`. A StatefulSet replaces its pod only once the old one is gone, so there is one writer."""
+    return k8s.apps.v1.StatefulSet(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=statefulset_name, namespace=namespace, labels=labels(app, "server"), annotations=scanner_skips(pod_spec)
+        ),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            replicas=1,
+            service_name=service_name,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(app, "server")),
+                spec=pod_spec,
+            ),
+        ),
+        opts=opts,
+    )
+
+
 def service_ports(ports: Mapping[str, int], node_ports: Mapping[str, int | None]) -> list[k8s.core.v1.ServicePortArgs]:
     """Named TCP ports; a port listed in `node_ports` is also reachable from the host at that NodePort."""
     return [
@@ -235,6 +266,48 @@ def metrics_monitor(
         kind=kind,
         metadata=k8s.meta.v1.ObjectMetaArgs(name=monitor_name, namespace=namespace, labels=labels(app, "metrics")),
         spec={"selector": {"matchLabels": dict(match_labels)}, endpoints_key: endpoints},
+        opts=opts,
+    )
+
+
+def helm_release(
+    name: str,
+    chart: Chart,
+    *,
+    release_name: str,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[dict],
+    opts: pulumi.ResourceOptions,
+    timeout: int | None = None,
+    atomic: bool | None = None,
+) -> k8s.helm.v3.Release:
+    """A pinned chart (components/versions.py) as a helm.v3.Release, that is `helm install`: its hooks run."""
+    return k8s.helm.v3.Release(
+        name,
+        name=release_name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        namespace=namespace,
+        values=values,
+        timeout=timeout,
+        atomic=atomic,
+        opts=opts,
+    )
+
+
+def helm_chart(
+    name: str, chart: Chart, *, namespace: pulumi.Input[str], values: pulumi.Input[dict], opts: pulumi.ResourceOptions
+) -> k8s.helm.v4.Chart:
+    """A pinned chart (components/versions.py) as a helm.v4.Chart, that is `helm template`: objects applied one by one
+    (previews show each), hooks never."""
+    return k8s.helm.v4.Chart(
+        name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
+        namespace=namespace,
+        values=values,
         opts=opts,
     )
 

@@ -102,21 +102,13 @@ class Redis(pulumi.ComponentResource):
             node_ports={"redis": args.node_port},
             opts=child,
         )
-        pod_spec = _pod_spec(args, secret, claim)
-        k8s.apps.v1.StatefulSet(
+        kube.single_writer_statefulset(
             f"{name}-server",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="redis", namespace=args.namespace, labels=kube.labels("redis", "server"), annotations=kube.scanner_skips(pod_spec)
-            ),
-            spec=k8s.apps.v1.StatefulSetSpecArgs(
-                replicas=1,
-                service_name=service.metadata.name,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector("redis", "server")),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("redis", "server")),
-                    spec=pod_spec,
-                ),
-            ),
+            statefulset_name="redis",
+            namespace=args.namespace,
+            app="redis",
+            service_name=service.metadata.name,
+            pod_spec=_pod_spec(args, secret, claim),
             opts=child,
         )
         self.secret_name = secret.name

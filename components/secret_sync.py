@@ -125,12 +125,9 @@ class SecretSync(pulumi.ComponentResource):
                 token_ttl=900,
                 opts=pulumi.ResourceOptions.merge(in_vault, pulumi.ResourceOptions(depends_on=[auth_config])),
             )
-        chart = CHARTS["external-secrets"]
-        operator = k8s.helm.v4.Chart(
+        operator = kube.helm_chart(
             f"{name}-operator",
-            chart=chart.name,
-            version=chart.version,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
+            CHARTS["external-secrets"],
             namespace=args.namespace,
             values=operator_values(),
             opts=child,

@@ -278,14 +278,11 @@ def chart_values(args: TemporalStackArgs, engine: ChartEngine) -> dict:
 
 
 def _chart(name: str, args: TemporalStackArgs, engine: ChartEngine, child: pulumi.ResourceOptions) -> tuple[str, str, int]:
-    chart = CHARTS["temporal"]
     # helm.v3.Release, not v4.Chart: the schema setup/upgrade job is a Helm hook, which v4.Chart skips.
-    k8s.helm.v3.Release(
+    kube.helm_release(
         f"{name}-chart",
-        name="temporal",
-        chart=chart.name,
-        version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        CHARTS["temporal"],
+        release_name="temporal",
         namespace=args.namespace,
         values=chart_values(args, engine),
         # Schema migrations can take a while on a large history; fail loudly rather than hang forever.

@@ -69,14 +69,11 @@ class VaultServer(pulumi.ComponentResource):
         super().__init__("mlops:vault_server:VaultServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         seal = _kms_unseal(name, args, args.kms_unseal, child) if args.kms_unseal else None
-        chart = CHARTS["vault"]
         # helm.v3.Release keeps the chart's server-test hook out and matches the other stateful releases.
-        self.release = k8s.helm.v3.Release(
+        self.release = kube.helm_release(
             f"{name}-chart",
-            name="vault",
-            chart=chart.name,
-            version=chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+            CHARTS["vault"],
+            release_name="vault",
             namespace=args.namespace,
             values=chart_values(args, seal),
             opts=pulumi.ResourceOptions.merge(

@@ -11,6 +11,19 @@ from pydantic.alias_generators import to_camel
 from components.config.resources import ResourceSpec, with_defaults
 
 
+def null_as_empty(value: Any) -> Any:
+    """A key with nothing under it is YAML null: read it as an empty mapping, that is, as the mapping's defaults."""
+    return {} if value is None else value
+
+
+def engine_default(data: Any, engine: str, key: str, value: Any) -> Any:
+    """A block's raw `data` with `key` (as users write it) set to `value` when its engine is `engine` and the stack
+    file leaves `key` out: a default that depends on the engine, for a `mode="before"` validator."""
+    if isinstance(data, Mapping) and data.get("engine") == engine and key not in data:
+        return {**data, key: value}
+    return data
+
+
 class Block(BaseModel):
     """A mapping of settings in a stack file (`mlops-platform:mlflow`, its `ingress`, ...)."""
 
@@ -27,8 +40,7 @@ class Block(BaseModel):
     @classmethod
     def _fill_in(cls, data: Any) -> Any:
         # `mlflow:` with nothing under it is YAML null: the block's defaults, as if it were absent.
-        if data is None:
-            return {}
+        data = null_as_empty(data)
         if isinstance(data, Mapping):
             return _resources_over_defaults(cls, data)
         return data

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from components.config.base import Block
+from components.config.base import Block, engine_default, null_as_empty
 from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
 from components.config.problems import Problem, reject
 from components.config.resources import ResourceSpec
@@ -37,11 +36,6 @@ class IngressConfig(Block):
     )
 
 
-def _present_means_set(value: Any) -> Any:
-    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
-    return {} if value is None else value
-
-
 class MlflowConfig(Block):
     """The MLflow tracking server."""
 
@@ -60,7 +54,8 @@ class MlflowConfig(Block):
         False,
         description="Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine.",
     )
-    ingress: Annotated[IngressConfig | None, BeforeValidator(_present_means_set)] = Field(
+    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
+    ingress: Annotated[IngressConfig | None, BeforeValidator(null_as_empty)] = Field(
         None,
         description="Publish through an Ingress (absent: in-cluster only).",
     )
@@ -81,9 +76,7 @@ class MlflowConfig(Block):
     @model_validator(mode="before")
     @classmethod
     def _two_replicas_with_postgres(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("engine") == "postgres" and "replicas" not in data:
-            return {**data, "replicas": 2}
-        return data
+        return engine_default(data, "postgres", "replicas", 2)
 
     @model_validator(mode="after")
     def _engine_rules(self) -> MlflowConfig:

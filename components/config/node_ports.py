@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
+from components.config.base import null_as_empty
 from components.config.formats import whole
 from components.config.problems import Problem, reject
 
@@ -49,9 +50,5 @@ def _unique(ports: dict[str, int]) -> dict[str, int]:
     return ports
 
 
-def _none_set(value: object) -> object:
-    # `nodePorts:` with nothing under it is YAML null: no NodePorts, as if it were absent.
-    return {} if value is None else value
-
-
-NodePorts = Annotated[NodePortRoles, BeforeValidator(_none_set), AfterValidator(_unique)]
+# `nodePorts:` with nothing under it is YAML null: no NodePorts, as if it were absent.
+NodePorts = Annotated[NodePortRoles, BeforeValidator(null_as_empty), AfterValidator(_unique)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from components.config.base import Block
+from components.config.base import Block, engine_default
 from components.config.formats import (
     AWS_REGION,
     BucketName,
@@ -106,9 +105,7 @@ class ObjectStoreConfig(Block):
     @model_validator(mode="before")
     @classmethod
     def _r2_region_is_auto(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("engine") == "r2" and "region" not in data:
-            return {**data, "region": "auto"}
-        return data
+        return engine_default(data, "r2", "region", "auto")
 
     @model_validator(mode="after")
     def _engine_rules(self) -> ObjectStoreConfig:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
-from components.config.base import Block
+from components.config.base import Block, null_as_empty
 from components.config.formats import DatabaseName, DnsLabel, Quantity, Rfc3339, unique_list, whole
 from components.config.resources import ResourceSpec
 
@@ -31,11 +31,6 @@ class RecoveryConfig(Block):
     )
 
 
-def _present_means_set(value: Any) -> Any:
-    # `recovery:` with nothing under it asks for a recovery with the defaults (the latest WAL of `postgres`).
-    return {} if value is None else value
-
-
 class PostgresConfig(Block):
     """The CloudNativePG cluster and the application databases on it."""
 
@@ -52,7 +47,8 @@ class PostgresConfig(Block):
         ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"}),
         description="Requests and limits of each PostgreSQL instance.",
     )
-    recovery: Annotated[RecoveryConfig | None, BeforeValidator(_present_means_set)] = Field(
+    # `recovery:` with nothing under it asks for a recovery with the defaults (the latest WAL of `postgres`).
+    recovery: Annotated[RecoveryConfig | None, BeforeValidator(null_as_empty)] = Field(
         None,
         description="Recover from continuous backups at creation (absent: a new, empty cluster); needs backups.continuous.",
     )

@@ -1,20 +1,15 @@
-"""The platform's alert rules and Grafana dashboards, as data: pure functions of what runs where.
+"""The platform's alert rules, as data: a pure function of what runs where (the PrometheusRule's `spec.groups`).
 
-`ObservabilityStack` ships them as a PrometheusRule and dashboard ConfigMaps; the tests feed the same rules to
-`promtool check rules` and `promtool test rules`, because Kind's local-path volumes emit no volume stats.
+The tests feed the same rules to `promtool check rules` and `promtool test rules`, because Kind's local-path volumes
+emit no volume stats.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pulumi
-import pulumi_kubernetes as k8s
-
-from components import kube
 from components.backups import BackupRun
 
 PVC_FULL_RATIO = 0.8
@@ -25,9 +20,6 @@ PVC_FORECAST_SECONDS = 3 * 86400
 """... this far ahead (3 days)."""
 BACKUP_GRACE_SECONDS = 1800
 """A backup is stale once its schedule's longest gap, plus its deadline, plus this grace, has passed."""
-DASHBOARDS = ("mlops-storage", "mlops-backups", "mlops-services")
-PROMETHEUS_DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
-LOKI_DATASOURCE = {"type": "loki", "uid": "loki"}
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ def _without_seconds(schedule: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Alerts
+# Rules
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -115,12 +107,12 @@ def _alert(name: str, expr: str, *, for_: str, severity: str, summary: str, runb
     }
 
 
-def _any_of(values: tuple[str, ...]) -> str:
+def any_of(values: tuple[str, ...]) -> str:
     return "|".join(sorted(values))
 
 
 def _storage_rules(targets: AlertTargets) -> list[dict]:
-    scope = f'namespace=~"{_any_of(targets.platform_namespaces)}"'
+    scope = f'namespace=~"{any_of(targets.platform_namespaces)}"'
     used = f"kubelet_volume_stats_used_bytes{{{scope}}} / kubelet_volume_stats_capacity_bytes{{{scope}}}"
     claim = "{{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }}"
     runbook = f"{targets.runbooks}/alerts.md#pvc-almost-full-or-filling"
@@ -162,8 +154,8 @@ def _backup_rules(targets: AlertTargets) -> list[dict]:
             backup=run.cron_job,
         ))
     if targets.backups:
-        namespaces = _any_of(tuple({str(run.namespace) for run in targets.backups}))
-        jobs = _any_of(tuple(run.cron_job for run in targets.backups))
+        namespaces = any_of(tuple({str(run.namespace) for run in targets.backups}))
+        jobs = any_of(tuple(run.cron_job for run in targets.backups))
         rules.append(_alert(
             "BackupJobFailed",
             f'kube_job_failed{{condition="true", namespace=~"{namespaces}", job_name=~"({jobs})-[0-9]+"}} > 0',
@@ -254,183 +246,3 @@ def alert_groups(targets: AlertTargets) -> list[dict]:
         {"name": "mlops-backups", "rules": _backup_rules(targets)},
         {"name": "mlops-services", "rules": _service_rules(targets)},
     ]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Dashboards
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One Grafana panel: a title, a visualisation and its queries (expr -> legend)."""
-
-    title: str
-    queries: dict[str, str]
-    unit: str = "short"
-    kind: str = "timeseries"
-    datasource: dict | None = None
-
-
-def _dashboard(uid: str, title: str, panels: list[Panel]) -> dict:
-    rendered = []
-    for index, panel in enumerate(panels):
-        datasource = panel.datasource or PROMETHEUS_DATASOURCE
-        rendered.append({
-            "id": index + 1,
-            "type": panel.kind,
-            "title": panel.title,
-            "datasource": datasource,
-            "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
-            "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-            "targets": [
-                {"refId": chr(ord("A") + n), "datasource": datasource, "expr": expr, "legendFormat": legend}
-                for n, (expr, legend) in enumerate(panel.queries.items())
-            ],
-        })
-    return {
-        "uid": uid,
-        "title": title,
-        "tags": ["mlops-platform"],
-        "timezone": "utc",
-        "schemaVersion": 39,
-        "editable": False,
-        "time": {"from": "now-24h", "to": "now"},
-        "refresh": "1m",
-        "panels": rendered,
-    }
-
-
-def dashboards(targets: AlertTargets) -> dict[str, dict]:
-    """Grafana dashboards by uid (one of DASHBOARDS): storage, backups and the platform's services."""
-    scope = f'namespace=~"{_any_of(targets.platform_namespaces)}"'
-    claim = "{{namespace}}/{{persistentvolumeclaim}}"
-    jobs = _any_of(tuple(run.cron_job for run in targets.backups)) or "none"
-    pods = f'namespace="{targets.postgres_namespace}", pod=~"{targets.postgres_cluster}-[0-9]+"'
-    storage = [
-        Panel("Used share per claim", {f"kubelet_volume_stats_used_bytes{{{scope}}} / kubelet_volume_stats_capacity_bytes{{{scope}}}": claim}, "percentunit"),
-        Panel("Free bytes per claim, and the 3-day forecast", {
-            f"kubelet_volume_stats_available_bytes{{{scope}}}": f"{claim} free",
-            f"predict_linear(kubelet_volume_stats_available_bytes{{{scope}}}[{PVC_FORECAST_WINDOW}], {PVC_FORECAST_SECONDS})": f"{claim} in 3 days",
-        }, "bytes"),
-        Panel("Capacity per claim", {f"kubelet_volume_stats_capacity_bytes{{{scope}}}": claim}, "bytes", "stat"),
-        Panel("Inodes used per claim", {f"kubelet_volume_stats_inodes_used{{{scope}}} / kubelet_volume_stats_inodes{{{scope}}}": claim}, "percentunit"),
-    ]
-    backups = [
-        Panel("Time since the last successful run", {
-            f'time() - kube_cronjob_status_last_successful_time{{cronjob=~"{jobs}"}}': "{{namespace}}/{{cronjob}}",
-        }, "s", "stat"),
-        Panel("Failed backup jobs", {f'kube_job_failed{{condition="true", job_name=~"({jobs})-[0-9]+"}}': "{{namespace}}/{{job_name}}"}, "short", "stat"),
-        Panel("Last run duration", {
-            f'kube_job_status_completion_time{{job_name=~"({jobs})-[0-9]+"}} - kube_job_status_start_time{{job_name=~"({jobs})-[0-9]+"}}': "{{job_name}}",
-        }, "s"),
-    ]
-    if targets.base_backup_schedule:
-        backups += [
-            Panel("PostgreSQL: time since the last base backup", {
-                f"time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{{{pods}}})": "base backup",
-            }, "s", "stat"),
-            Panel("PostgreSQL: time since the last archived WAL", {
-                f"cnpg_pg_stat_archiver_seconds_since_last_archival{{{pods}}}": "{{pod}}",
-            }, "s"),
-        ]
-    services = [
-        Panel("Targets up", {
-            f'up{{namespace="{targets.mlflow_namespace}", service="mlflow"}}': "mlflow {{pod}}",
-            f'up{{namespace="{targets.temporal_namespace}"}}': "temporal {{pod}}",
-            f"cnpg_collector_up{{{pods}}}": "postgres {{pod}}",
-        }, "short"),
-        Panel("MLflow requests per second by status", {
-            f'sum by (status) (rate(mlflow_http_request_total{{namespace="{targets.mlflow_namespace}"}}[5m]))': "{{status}}",
-        }, "reqps"),
-        Panel("MLflow p95 latency", {
-            "histogram_quantile(0.95, sum by (le) (rate(mlflow_http_request_duration_seconds_bucket"
-            f'{{namespace="{targets.mlflow_namespace}"}}[5m])))': "p95",
-        }, "s"),
-        Panel("PostgreSQL connections", {f"sum by (pod) (cnpg_backends_total{{{pods}}})": "{{pod}}"}, "short"),
-        Panel("Platform logs", {f'{{namespace=~"{_any_of(targets.platform_namespaces)}"}}': ""}, "short", "logs", LOKI_DATASOURCE),
-    ]
-    return {
-        "mlops-storage": _dashboard("mlops-storage", "MLOps / Storage", storage),
-        "mlops-backups": _dashboard("mlops-backups", "MLOps / Backups", backups),
-        "mlops-services": _dashboard("mlops-services", "MLOps / Services", services),
-    }
-
-
-def dashboard_json(dashboard: dict) -> str:
-    return json.dumps(dashboard, indent=1, sort_keys=True)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The component
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlatformMonitoringArgs:
-    """Where the rules and dashboards go, and what they watch."""
-
-    namespace: pulumi.Input[str]
-    """The observability namespace (Grafana's sidecar reads dashboards from it)."""
-    targets: AlertTargets
-    """What the alerts and dashboards watch."""
-    metrics_ready: pulumi.Resource
-    """The release that installs the Prometheus CRDs."""
-
-
-class PlatformMonitoring(pulumi.ComponentResource):
-    """The platform's PrometheusRule and Grafana dashboards; created last, once every watched piece exists."""
-
-    alert_names: list[str]
-    """Every alert the rule defines (one BackupStale per backup)."""
-    dashboard_titles: list[str]
-    """Titles of the dashboards."""
-
-    def __init__(self, name: str, args: PlatformMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("mlops:monitoring:PlatformMonitoring", name, None, opts)
-        after_crds = pulumi.ResourceOptions(parent=self, depends_on=[args.metrics_ready])
-        targets = _resolved(args.targets)
-        k8s.apiextensions.CustomResource(
-            f"{name}-alerts",
-            api_version="monitoring.coreos.com/v1",
-            kind="PrometheusRule",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="mlops-platform", namespace=args.namespace, labels=kube.labels("prometheus", "alerts")),
-            spec=targets.apply(lambda t: {"groups": alert_groups(t)}),
-            opts=after_crds,
-        )
-        if args.targets.vault_namespace:
-            # The Vault chart is installed before Prometheus exists, so its monitor is declared here, after the CRDs.
-            kube.metrics_monitor(
-                f"{name}-vault-monitor",
-                kind="PodMonitor",
-                monitor_name="vault",
-                namespace=args.targets.vault_namespace,
-                app="vault",
-                match_labels={"app.kubernetes.io/name": "vault", "component": "server"},
-                endpoints=[{"port": "http", "path": "/v1/sys/metrics", "params": {"format": ["prometheus"]}}],
-                opts=after_crds,
-            )
-        for uid in DASHBOARDS:
-            k8s.core.v1.ConfigMap(
-                f"{name}-dashboard-{uid}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"dashboard-{uid}",
-                    namespace=args.namespace,
-                    # The label kube-prometheus-stack's Grafana sidecar watches.
-                    labels={**kube.labels("grafana", "dashboard"), "grafana_dashboard": "1"},
-                ),
-                data={f"{uid}.json": targets.apply(lambda t, uid=uid: dashboard_json(dashboards(t)[uid]))},
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-        # Names and titles do not depend on namespaces: read them from a copy without any.
-        unresolved = replace(args.targets, backups=tuple(replace(run, namespace="") for run in args.targets.backups))
-        self.alert_names = [rule["alert"] for group in alert_groups(unresolved) for rule in group["rules"]]
-        self.dashboard_titles = [board["title"] for board in dashboards(unresolved).values()]
-        self.register_outputs({"alert_names": self.alert_names, "dashboard_titles": self.dashboard_titles})
-
-
-def _resolved(targets: AlertTargets) -> pulumi.Output[AlertTargets]:
-    """The targets once every backup's namespace (an output of its Namespace resource) is known."""
-    return pulumi.Output.all(*[run.namespace for run in targets.backups]).apply(
-        lambda names: replace(targets, backups=tuple(replace(run, namespace=n) for run, n in zip(targets.backups, names, strict=True)))
-    )

@@ -1,0 +1,181 @@
+"""The MLflow tracking server (`server.py`), with its backend store engine (`backends.py`): sqlite (one replica on a
+claim) or postgres (HA, optionally with basic auth)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components import kube
+from components.config import MLFLOW_DATABASES, ResourceSpec, StackConfig
+from components.facts import (
+    CLIENTS,
+    BucketUse,
+    ComponentFacts,
+    DatabaseUse,
+    Flow,
+    Metrics,
+    NamespaceFact,
+    NodePortTarget,
+)
+from components.mlflow_server import backends, server
+from components.mlflow_server.backends import PostgresBackend, SqliteBackend
+from components.mlflow_server.server import PORT, SERVICE_NAME
+from components.secret_store import KubernetesSecrets, SecretStore
+
+__all__ = [
+    "AUTH_DATABASE",
+    "CONSUMER",
+    "NAMESPACE",
+    "PORT",
+    "SERVICE_NAME",
+    "TRACKING_DATABASE",
+    "ArtifactStore",
+    "Ingress",
+    "MlflowServer",
+    "MlflowServerArgs",
+    "PostgresBackend",
+    "SqliteBackend",
+    "facts",
+]
+
+NAMESPACE = "mlflow"
+CONSUMER = "mlflow"
+"""MLflow's object-store consumer: its credentials Secret is `mlflow-s3-credentials`."""
+TRACKING_DATABASE, AUTH_DATABASE = MLFLOW_DATABASES
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """MLflow serves clients (and, with an Ingress, the ingress controller) on PORT, and its metrics there too; it
+    proxies artifacts to its bucket and, on the postgres engine, keeps runs and users in MLFLOW_DATABASES."""
+    mlflow = config.mlflow
+    ingress_controller = (mlflow.ingress.controller_namespace,) if mlflow.ingress else ()
+    return ComponentFacts(
+        "mlflow",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(Flow("mlflow-clients", NAMESPACE, (PORT,), (CLIENTS,), source_namespaces=ingress_controller),),
+        node_ports={"mlflow": NodePortTarget(NAMESPACE, PORT)},
+        metrics=(Metrics(NAMESPACE, PORT),),
+        buckets=(BucketUse(CONSUMER, NAMESPACE, (mlflow.artifact_bucket,)),),
+        databases=(DatabaseUse(MLFLOW_DATABASES, NAMESPACE),) if mlflow.engine == "postgres" else (),
+    )
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """Where the server proxies artifacts to: a bucket of the ObjectStore and the means to reach it."""
+
+    bucket: pulumi.Input[str]
+    """Physical bucket name."""
+    credentials_secret: pulumi.Input[str]
+    """Secret (in the server's namespace) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+    client_env: Mapping[str, pulumi.Input[str]]
+    """Non-secret S3 client environment from the ObjectStore (endpoint, region, checksum behaviour)."""
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """Publishing the server through an Ingress."""
+
+    host: str
+    """Public host name."""
+    class_name: str
+    """IngressClass."""
+    tls_secret: str = ""
+    """Secret holding the certificate for `host` (empty: plain HTTP)."""
+    cluster_issuer: str = ""
+    """cert-manager ClusterIssuer that fills `tls_secret` (empty: the Secret is managed elsewhere)."""
+
+
+@dataclass(frozen=True)
+class MlflowServerArgs:
+    """What an MlflowServer needs; built by the composition from typed config."""
+
+    namespace: pulumi.Input[str]
+    """Namespace the server runs in."""
+    backend: SqliteBackend | PostgresBackend
+    """Backend store engine."""
+    artifacts: ArtifactStore
+    """Artifact destination."""
+    resources: ResourceSpec
+    """Requests and limits of the server container."""
+    replicas: int = 1
+    """Server replicas (exactly 1 with SQLite)."""
+    workers: int = 2
+    """Worker processes per replica."""
+    node_port: int | None = None
+    """Host NodePort (dev), or None."""
+    ingress: Ingress | None = None
+    """Ingress, or None for in-cluster access only."""
+    protect: bool = False
+    """Protect the SQLite claim from `pulumi destroy`."""
+    secrets: SecretStore = field(default_factory=KubernetesSecrets)
+    """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
+    metrics_after: pulumi.Resource | None = None
+    """The release installing the Prometheus CRDs; when given, a ServiceMonitor scrapes `/metrics`."""
+
+
+class MlflowServer(pulumi.ComponentResource):
+    """MLflow tracking server serving artifacts from object storage."""
+
+    url: pulumi.Output[str]
+    """In-cluster URL of the tracking server."""
+    service_name: pulumi.Output[str]
+    """Name of the server's Service."""
+    auth_secret: pulumi.Output[str] | None
+    """With authentication: Secret holding `admin-username` and `admin-password`."""
+    data_claim: pulumi.Output[str] | None
+    """With SQLite: the claim holding the database file (what a backup must mount)."""
+
+    def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:mlflow_server:MlflowServer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        service = kube.service(
+            f"{name}-service",
+            service_name=SERVICE_NAME,
+            namespace=args.namespace,
+            app="mlflow",
+            component="server",
+            ports={"http": PORT},
+            node_ports={"http": args.node_port},
+            opts=child,
+        )
+        self.auth_secret = None
+        self.data_claim = None
+        if isinstance(args.backend, SqliteBackend):
+            if args.replicas != 1:
+                raise ValueError("the sqlite backend has exactly one writer: replicas must be 1")
+            claim = kube.retained_claim(
+                f"{name}-data",
+                claim_name="mlflow-data",
+                namespace=args.namespace,
+                size=args.backend.size,
+                storage_class=args.backend.storage_class,
+                app="mlflow",
+                protect=args.protect,
+                opts=child,
+            )
+            self.data_claim = claim.metadata.name
+            kube.single_writer_deployment(
+                f"{name}-server",
+                deployment_name="mlflow",
+                namespace=args.namespace,
+                app="mlflow",
+                pod_spec=server.server_pod(args, backends.sqlite_parts(args.backend, claim)),
+                opts=child,
+            )
+        else:
+            auth = backends.auth_secret(name, args, args.backend, child) if args.backend.auth_database_uri is not None else None
+            self.auth_secret = auth.name if auth else None
+            server.replicated_server(name, args, backends.postgres_parts(args.backend, auth), child)
+        if args.ingress:
+            server.publish(name, args, args.ingress, child)
+        if args.metrics_after is not None:
+            server.service_monitor(name, args, self.auth_secret, pulumi.ResourceOptions(parent=self, depends_on=[service, args.metrics_after]))
+        self.service_name = service.metadata.name
+        self.url = pulumi.Output.concat("http://", SERVICE_NAME, ".", args.namespace, f".svc.cluster.local:{PORT}")
+        self.register_outputs(
+            {"url": self.url, "service_name": self.service_name, "auth_secret": self.auth_secret, "data_claim": self.data_claim}
+        )

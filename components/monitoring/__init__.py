@@ -1,0 +1,96 @@
+"""The platform's alert rules (`alerts.py`) and Grafana dashboards (`dashboards.py`), both pure functions of what
+runs where, and the component that ships them: a PrometheusRule and dashboard ConfigMaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.monitoring.alerts import AlertTargets, alert_groups, longest_gap_seconds, stale_after_seconds
+from components.monitoring.dashboards import DASHBOARDS, dashboard_json, dashboards
+
+__all__ = [
+    "DASHBOARDS",
+    "AlertTargets",
+    "PlatformMonitoring",
+    "PlatformMonitoringArgs",
+    "alert_groups",
+    "dashboard_json",
+    "dashboards",
+    "longest_gap_seconds",
+    "stale_after_seconds",
+]
+
+
+@dataclass(frozen=True)
+class PlatformMonitoringArgs:
+    """Where the rules and dashboards go, and what they watch."""
+
+    namespace: pulumi.Input[str]
+    """The observability namespace (Grafana's sidecar reads dashboards from it)."""
+    targets: AlertTargets
+    """What the alerts and dashboards watch."""
+    metrics_ready: pulumi.Resource
+    """The release that installs the Prometheus CRDs."""
+
+
+class PlatformMonitoring(pulumi.ComponentResource):
+    """The platform's PrometheusRule and Grafana dashboards; created last, once every watched piece exists."""
+
+    alert_names: list[str]
+    """Every alert the rule defines (one BackupStale per backup)."""
+    dashboard_titles: list[str]
+    """Titles of the dashboards."""
+
+    def __init__(self, name: str, args: PlatformMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:monitoring:PlatformMonitoring", name, None, opts)
+        after_crds = pulumi.ResourceOptions(parent=self, depends_on=[args.metrics_ready])
+        targets = _resolved(args.targets)
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="mlops-platform", namespace=args.namespace, labels=kube.labels("prometheus", "alerts")),
+            spec=targets.apply(lambda t: {"groups": alert_groups(t)}),
+            opts=after_crds,
+        )
+        if args.targets.vault_namespace:
+            # The Vault chart is installed before Prometheus exists, so its monitor is declared here, after the CRDs.
+            kube.metrics_monitor(
+                f"{name}-vault-monitor",
+                kind="PodMonitor",
+                monitor_name="vault",
+                namespace=args.targets.vault_namespace,
+                app="vault",
+                match_labels={"app.kubernetes.io/name": "vault", "component": "server"},
+                endpoints=[{"port": "http", "path": "/v1/sys/metrics", "params": {"format": ["prometheus"]}}],
+                opts=after_crds,
+            )
+        for uid in DASHBOARDS:
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{uid}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"dashboard-{uid}",
+                    namespace=args.namespace,
+                    # The label kube-prometheus-stack's Grafana sidecar watches.
+                    labels={**kube.labels("grafana", "dashboard"), "grafana_dashboard": "1"},
+                ),
+                data={f"{uid}.json": targets.apply(lambda t, uid=uid: dashboard_json(dashboards(t)[uid]))},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        # Names and titles do not depend on namespaces: read them from a copy without any.
+        unresolved = replace(args.targets, backups=tuple(replace(run, namespace="") for run in args.targets.backups))
+        self.alert_names = [rule["alert"] for group in alert_groups(unresolved) for rule in group["rules"]]
+        self.dashboard_titles = [board["title"] for board in dashboards(unresolved).values()]
+        self.register_outputs({"alert_names": self.alert_names, "dashboard_titles": self.dashboard_titles})
+
+
+def _resolved(targets: AlertTargets) -> pulumi.Output[AlertTargets]:
+    """The targets once every backup's namespace (an output of its Namespace resource) is known."""
+    return pulumi.Output.all(*[run.namespace for run in targets.backups]).apply(
+        lambda names: replace(targets, backups=tuple(replace(run, namespace=n) for run, n in zip(targets.backups, names, strict=True)))
+    )
