@@ -18,12 +18,13 @@ import yaml
 from components.backups import BackupRun
 from components.monitoring import AlertTargets, alert_groups, dashboards, longest_gap_seconds, stale_after_seconds
 from components.observability import alertmanager_config
+from tests.realservers import needs_debian
 from tools.render import ROOT
 
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
-needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager) is not installed")
+needs_promtool = needs_debian(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+needs_amtool = needs_debian(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager) is not installed")
 
 DATA, MLFLOW, TEMPORAL, STORAGE = "mlops-data", "mlops-mlflow", "mlops-temporal", "mlops-storage"
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.realservers import apply_declared_roles_and_databases, postgres_bin, postgres_server
+from tests.realservers import apply_declared_roles_and_databases, needs_debian, postgres_bin, postgres_server
 from tests.support import secret_data
 
 psycopg = pytest.importorskip("psycopg")
@@ -20,7 +20,7 @@ psycopg = pytest.importorskip("psycopg")
 IN_CLUSTER_HOST = "postgres-rw.mlops-data.svc.cluster.local:5432"
 
 
-pytestmark = pytest.mark.skipif(
+pytestmark = needs_debian(
     postgres_bin() is None or shutil.which("openssl") is None,
     reason="Debian's postgresql (and openssl) are not installed (scripts/test.sh installs them)",
 )
