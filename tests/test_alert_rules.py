@@ -18,12 +18,13 @@ import yaml
 from components.backups import BackupRun
 from components.monitoring import AlertTargets, alert_groups, dashboards, longest_gap_seconds, stale_after_seconds
 from components.observability import alertmanager_config
+from tests.realservers import needs_debian
 from tools.render import ROOT
 
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
-needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager) is not installed")
+needs_promtool = needs_debian(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+needs_amtool = needs_debian(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager) is not installed")
 
 DATA, MLFLOW, TEMPORAL, STORAGE = "mlops-data", "mlops-mlflow", "mlops-temporal", "mlops-storage"
 
@@ -335,3 +336,54 @@ def test_rules_are_a_pure_function_of_their_targets():
         "PVCAlmostFull", "PVCFillingSoon", "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown",
     ]
     assert set(dashboards(targets)) == {"mlops-storage", "mlops-backups", "mlops-services"}
+
+
+# Every metric name an alert or a dashboard queries, with who serves it. promtool parses any name happily, so a
+# misspelt one would leave a panel empty or an alert that can never fire. MLflow's names are proved by a real scrape
+# (tests/test_mlflow_real.py asserts each appears on /metrics); the rest come from exporters that cannot run here,
+# pinned from their documentation for the versions in components/versions.py.
+SERVED_METRICS = {
+    "up": "Prometheus itself, per scrape target",
+    "mlflow_http_request_total": "MLflow (prometheus-flask-exporter), real scrape",
+    "mlflow_http_request_duration_seconds_bucket": "MLflow (prometheus-flask-exporter), real scrape",
+    "kubelet_volume_stats_used_bytes": "kubelet, Kubernetes docs 'Metrics for Kubernetes system components'",
+    "kubelet_volume_stats_capacity_bytes": "kubelet, same",
+    "kubelet_volume_stats_available_bytes": "kubelet, same",
+    "kubelet_volume_stats_inodes": "kubelet, same",
+    "kubelet_volume_stats_inodes_used": "kubelet, same",
+    "kube_job_status_start_time": "kube-state-metrics docs/metrics/workload/job-metrics.md",
+    "kube_job_status_completion_time": "kube-state-metrics docs/metrics/workload/job-metrics.md",
+    "kube_cronjob_status_last_successful_time": "kube-state-metrics docs/metrics/workload/cronjob-metrics.md",
+    "kube_cronjob_created": "kube-state-metrics docs/metrics/workload/cronjob-metrics.md",
+    "kube_job_failed": "kube-state-metrics docs/metrics/workload/job-metrics.md",
+    "cnpg_collector_up": "CloudNativePG docs 'Monitoring', predefined metrics",
+    "cnpg_backends_total": "CloudNativePG default monitoring queries (backends.total)",
+    "cnpg_pg_stat_archiver_seconds_since_last_archival": "CloudNativePG default monitoring queries (pg_stat_archiver)",
+    "cnpg_pg_stat_archiver_last_failed_time": "CloudNativePG default monitoring queries (pg_stat_archiver)",
+    "cnpg_pg_stat_archiver_last_archived_time": "CloudNativePG default monitoring queries (pg_stat_archiver)",
+    "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp": "plugin-barman-cloud docs 'Observability'",
+    "barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp": "plugin-barman-cloud docs 'Observability'",
+    "vault_core_unsealed": "Vault docs 'Telemetry metrics reference' (core)",
+}
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Names of the series a PromQL expression selects (labels, strings, groupings and functions left out)."""
+    bare = re.sub(r'"[^"]*"', "", expr)
+    bare = re.sub(r"\{[^}]*\}", "", bare)
+    bare = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\[[^\]]*\]", "", bare)
+    return {name for name in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", bare) if name not in PROMQL_WORDS}
+
+
+def test_metric_names_in_alerts_and_dashboards_are_served(renderings):
+    for stack, rendering in renderings.items():
+        exprs = [rule["expr"] for group in rule_groups(rendering) for rule in group["rules"]]
+        exprs += [q for qs in dashboard_queries(rendering).values() for q in qs]
+        unknown = {name for expr in exprs for name in metric_names(expr)} - set(SERVED_METRICS)
+        assert unknown == set(), f"{stack}: no exporter serves {sorted(unknown)}"
+
+
+def test_metric_name_extraction_sees_through_promql():
+    assert metric_names('sum by (le) (rate(a_b{x="y{"}[5m])) / on (pod) c > 3 unless d offset 5m') == {"a_b", "c", "d"}

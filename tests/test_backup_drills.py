@@ -26,6 +26,7 @@ from tests.realservers import (
     container_command,
     container_env,
     free_port,
+    needs_debian,
     postgres_bin,
     postgres_server,
     runbook_command,
@@ -33,7 +34,7 @@ from tests.realservers import (
 from tests.support import container, pod_spec, secret_data
 
 psycopg = pytest.importorskip("psycopg")
-pytestmark = pytest.mark.skipif(
+pytestmark = needs_debian(
     shutil.which("rclone") is None or shutil.which("sqlite3") is None,
     reason="Debian's rclone and sqlite3 are not installed (scripts/test.sh installs them)",
 )
@@ -112,7 +113,7 @@ def fingerprint(uri: str, tables: dict[str, int]) -> dict[str, tuple[int, str]]:
         }
 
 
-@pytest.mark.skipif(postgres_bin() is None, reason="Debian's postgresql is not installed (scripts/test.sh installs it)")
+@needs_debian(postgres_bin() is None, "Debian's postgresql is not installed (scripts/test.sh installs it)")
 def test_postgres_dump_drill_restores_every_row(dev, s3, tmp_path):
     endpoint, client = s3
     client.create_bucket(Bucket="backups")

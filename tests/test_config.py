@@ -226,3 +226,22 @@ def test_any_value_anywhere_is_accepted_or_worded_never_a_traceback(stack):
             except ConfigError as error:
                 # pydantic's own wording ("Input should be ...", "Field required") means a shape nobody translated.
                 assert "Input should" not in str(error) and "Field required" not in str(error), str(error)
+
+
+# Edge values the error messages call invalid: each must be refused by the config layer, not at `pulumi up`.
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"mlflow": {"size": "0Gi"}}, "mlflow.size"),
+        ({"objectStore": {"size": "0"}}, "objectStore.size"),
+        ({"postgres": {"size": "0Mi"}}, "postgres.size"),
+        ({"redis": {"size": "0Gi"}}, "redis.size"),
+        ({"mlflow": {"workers": 0}}, "mlflow.workers"),
+        ({"mlflow": {"replicas": 0}}, "mlflow.replicas"),
+        ({"postgres": {"instances": 0}}, "postgres.instances"),
+        ({"backups": {"retentionDays": 0}}, "backups.retentionDays"),
+        ({"backups": {"continuousRetention": "0d"}}, "backups.continuousRetention"),
+    ],
+)
+def test_zero_sizes_counts_and_retentions_are_refused(raw, key):
+    assert f"mlops-platform:{key} = " in problems_for(raw)

@@ -26,6 +26,7 @@ from tests.realservers import (
     container_command,
     container_env,
     free_port,
+    needs_debian,
     postgres_bin,
     postgres_server,
     resolve_to_loopback,
@@ -37,7 +38,7 @@ from tests.support import container, secret_data
 
 pytest.importorskip("psycopg")
 pytest.importorskip("psycopg2", reason="MLflow's PostgreSQL driver (psycopg2-binary, test requirements)")
-pytestmark = pytest.mark.skipif(
+pytestmark = needs_debian(
     postgres_bin() is None or shutil.which("openssl") is None,
     reason="Debian's postgresql (and openssl) are not installed (scripts/test.sh installs them)",
 )

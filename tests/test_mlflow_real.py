@@ -163,7 +163,11 @@ def test_prometheus_can_scrape_each_pod_by_its_address_and_strangers_cannot(mlfl
             metrics = response.read().decode()
         # Counted across the worker processes (the multiprocess directory lives on the pod's /tmp).
         assert 'mlflow_http_request_total{method="GET",status="200"}' in metrics
-        assert "mlflow_http_request_duration_seconds_bucket" in metrics
+        # Every MLflow name the alerts and dashboards query is served (the pinned table says "real scrape").
+        from tests.test_alert_rules import SERVED_METRICS
+
+        for name in (n for n in SERVED_METRICS if n.startswith("mlflow_")):
+            assert f"\n{name}{{" in metrics, name
         assert any((mlflow_site["root"] / "tmp" / "prometheus-metrics").iterdir())
         # The GenAI job runner (eight consumer processes, ~800 MiB) stays off: the pod fits its memory limit.
         # Only this pod's processes (its session): other MLflow servers on the machine may run the job runner.

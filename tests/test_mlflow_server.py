@@ -139,3 +139,52 @@ def test_prod_ingress_publishes_the_configured_host_with_tls(prod):
 def test_dev_keeps_sqlite_without_auth_ingress_or_budget(dev):
     assert "--app-name" not in container(deployment(dev), "mlflow")["args"]
     assert not dev.find_all(kind="Ingress") and not dev.find_all(kind="PodDisruptionBudget")
+
+
+# Every way the README, the stack outputs, the probes and Prometheus reach MLflow, and pod addresses from the
+# ranges common CNI plugins assign (Prometheus scrapes `<pod IP>:5000`). Each must pass MLflow's Host allow-list.
+POD_ADDRESSES = {
+    "10.244.1.7": "Kind / flannel default pod CIDR",
+    "10.42.0.9": "k3s default pod CIDR",
+    "10.1.0.12": "MicroK8s (Calico) default",
+    "10.0.3.4": "AKS kubenet / Azure CNI overlay",
+    "192.168.12.5": "Calico's default IP pool",
+    "172.17.0.3": "Docker bridge (kind nodes, minikube)",
+    "172.31.40.2": "AWS VPC CNI in a default VPC",
+    "172.16.0.8": "start of 172.16.0.0/12",
+}
+STRANGERS = ("attacker.example.com", "8.8.8.8:5000", "10.244.1.7:8080", "mlflow.evil.example.com", "100.64.0.1:5000")
+
+
+def access_paths(rendering) -> dict[str, str]:
+    """Host header -> why a client sends it."""
+    from components.kube import cluster_dns_names
+
+    paths = {}
+    for name in cluster_dns_names("mlflow", "mlops-mlflow"):
+        paths[name] = "a client in the cluster through the Service, port 80 implied"
+        paths[f"{name}:5000"] = "a client in the cluster through the Service port"
+    for address, why in POD_ADDRESSES.items():
+        paths[f"{address}:5000"] = f"Prometheus scraping a pod: {why}"
+    service = rendering.find(kind="Service", name="mlflow").inputs["spec"]
+    for port in service.get("ports", []):
+        if port.get("nodePort"):
+            node_port = int(port["nodePort"])
+            paths[f"localhost:{node_port}"] = "the README's tracking URI (Kind's port map)"
+            paths[f"127.0.0.1:{node_port}"] = "the seed port map binds 127.0.0.1"
+    for ingress in rendering.find_all(kind="Ingress"):
+        for rule in ingress.inputs["spec"]["rules"]:
+            paths[rule["host"]] = "the Ingress host, as browsers send it"
+            paths[f"{rule['host']}:443"] = "the Ingress host with an explicit port"
+    return paths
+
+
+def test_every_documented_access_path_passes_mlflows_own_host_check_and_strangers_do_not(renderings):
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    for stack, rendering in renderings.items():
+        allowed = [h.strip() for h in flag(container(deployment(rendering), "mlflow")["args"], "--allowed-hosts").split(",")]
+        refused = {host: why for host, why in access_paths(rendering).items() if not is_allowed_host_header(allowed, host)}
+        assert refused == {}, stack
+        assert [host for host in STRANGERS if is_allowed_host_header(allowed, host)] == [], stack
+    assert any(":30500" in host for host in access_paths(renderings["dev"])), "dev's NodePort is an access path"

@@ -160,3 +160,85 @@ def test_with_minio_and_vault_the_snapshot_job_reaches_the_s3_port():
     s3 = policies(rendering)["mlops-storage"]["allow-s3-clients"]
     assert "mlops-vault" in sources(s3)
     assert rendering.find(kind="CronJob", name="backup-vault-snapshot").metadata["namespace"] == "mlops-vault"
+
+
+# Who may reach what, one row per policy a stack renders beyond the two every namespace has. Sources are namespace
+# names, `clients` (namespaces labelled as platform clients) or `anywhere`; a `/prometheus` suffix means only the
+# Prometheus pods of that namespace.
+SCRAPE = {"mlops-observability/prometheus"}
+EXPECTED_SOURCES = {
+    "dev": {
+        ("mlops-cnpg", "allow-cnpg-webhook"): {"anywhere"},
+        ("mlops-data", "allow-node-port-30543"): {"anywhere"},
+        ("mlops-data", "allow-node-port-30679"): {"anywhere"},
+        ("mlops-data", "allow-postgres-clients"): {"clients"},
+        ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
+        ("mlops-data", "allow-redis-clients"): {"clients"},
+        ("mlops-mlflow", "allow-mlflow-clients"): {"clients"},
+        ("mlops-mlflow", "allow-node-port-30500"): {"anywhere"},
+        ("mlops-observability", "allow-node-port-30030"): {"anywhere"},
+        ("mlops-observability", "allow-node-port-30090"): {"anywhere"},
+        ("mlops-observability", "allow-node-port-30100"): {"anywhere"},
+        ("mlops-observability", "allow-operator-webhook"): {"anywhere"},
+        ("mlops-storage", "allow-node-port-30900"): {"anywhere"},
+        ("mlops-storage", "allow-node-port-30901"): {"anywhere"},
+        ("mlops-storage", "allow-s3-clients"): {"clients", "mlops-data", "mlops-mlflow", "mlops-observability"},
+        ("mlops-temporal", "allow-node-port-30233"): {"anywhere"},
+        ("mlops-temporal", "allow-node-port-30700"): {"anywhere"},
+        ("mlops-temporal", "allow-temporal-clients"): {"clients"},
+        **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
+           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal")},
+    },
+    "prod": {
+        ("mlops-cert-manager", "allow-cert-manager-webhook"): {"anywhere"},
+        ("mlops-cnpg", "allow-cnpg-webhook"): {"anywhere"},
+        ("mlops-data", "allow-postgres-clients"): {"clients", "mlops-mlflow", "mlops-temporal"},
+        ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
+        ("mlops-data", "allow-redis-clients"): {"clients"},
+        ("mlops-external-secrets", "allow-external-secrets-webhook"): {"anywhere"},
+        ("mlops-mlflow", "allow-mlflow-clients"): {"clients", "ingress-nginx"},
+        ("mlops-observability", "allow-operator-webhook"): {"anywhere"},
+        ("mlops-temporal", "allow-temporal-clients"): {"clients"},
+        ("mlops-vault", "allow-vault-readers"): {"mlops-external-secrets"},
+        **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
+           ("mlops-cert-manager", "mlops-cnpg", "mlops-data", "mlops-external-secrets", "mlops-mlflow",
+            "mlops-node-metrics", "mlops-temporal", "mlops-vault")},
+    },
+}
+# "anywhere" only where the caller cannot be a pod a namespace selector could name, with the reason.
+ANYWHERE_BECAUSE = {
+    "webhook": "admission webhooks are called by the API server, which is not a pod (and on managed control planes "
+               "not even in the pod network)",
+    "node-port": "NodePort traffic arrives from the node (kube-proxy SNAT) or the laptop, not from a pod",
+}
+
+
+def peer_names(spec: dict) -> set[str]:
+    (rule,) = spec["ingress"]
+    if "from" not in rule:
+        return {"anywhere"}
+    names = set()
+    for peer in rule["from"]:
+        labels = peer.get("namespaceSelector", {}).get("matchLabels", {})
+        name = labels.get("kubernetes.io/metadata.name") or ("clients" if labels.get(CLIENT_LABEL) == "true" else "?")
+        pods = peer.get("podSelector", {}).get("matchLabels")
+        names.add(f"{name}/{pods['app.kubernetes.io/name']}" if pods else name)
+    return names
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_policy_admits_exactly_its_expected_sources(renderings, stack):
+    found = {
+        (namespace, name): peer_names(spec)
+        for namespace, by_name in policies(renderings[stack]).items()
+        for name, spec in by_name.items()
+        if name not in ("default-deny-ingress", "allow-same-namespace")
+    }
+    assert found == EXPECTED_SOURCES[stack]
+
+
+def test_anywhere_is_only_for_callers_that_cannot_be_pods():
+    for stack, table in EXPECTED_SOURCES.items():
+        for (namespace, name), allowed in table.items():
+            if "anywhere" in allowed:
+                assert any(reason in name for reason in ANYWHERE_BECAUSE), f"{stack} {namespace}/{name} admits anywhere without a reason"

@@ -4,10 +4,11 @@ credentials, protection, and the same interface for consumers."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from components.config import ConfigError
+from components.config import ConfigError, parse_stack_config
 from tests.support import container, env_of, secret_data
 from tools.render import is_secret, render_stack, unwrap_secrets
 
@@ -179,3 +180,84 @@ def test_r2_without_its_secrets_stops_with_the_commands_to_run():
     message = str(caught.value)
     for key in R2_SECRETS:
         assert f"pulumi config set --secret {key} <value>" in message
+
+
+# --- One table per engine: what a bucket is called, and who prunes old backup copies -------------------------------
+
+BUCKET_REFERENCE = re.compile(r"(?:s3://|store:|arn:aws:s3:::)([a-z0-9][a-z0-9.-]+)")
+WRITTEN_PREFIX = re.compile(r'(?:copy|sync|backup-dir) [^\n]*?"store:\$BACKUP_BUCKET/([a-z-]+)')
+PRUNED_PREFIX = re.compile(r'rclone delete --min-age (\d+)d "store:\$BACKUP_BUCKET/([a-z-]+)"')
+ENGINES = {
+    # engine: (how to render it, physical name of a logical bucket, who expires old copies)
+    "minio": ("dev", lambda bucket: bucket, "a prune step in the job that writes the prefix"),
+    "s3": ("prod", lambda bucket: f"{PREFIX}-{bucket}", "the backups bucket's lifecycle rule for the prefix"),
+    "r2": ("r2", lambda bucket: f"{PREFIX}-{bucket}", "the backups bucket's R2 lifecycle rule for the prefix"),
+}
+
+
+@pytest.fixture(scope="module")
+def engines(renderings, r2):
+    return {engine: {"dev": renderings["dev"], "prod": renderings["prod"], "r2": r2}[stack] for engine, (stack, _, _) in ENGINES.items()}
+
+
+def rendered_text(rendering) -> str:
+    return "\n".join(json.dumps(unwrap_secrets(r.inputs), default=str) for r in rendering.resources).replace("\\n", "\n").replace('\\"', '"')
+
+
+def env_values(value, name: str):
+    if isinstance(value, dict):
+        if value.get("name") == name and "value" in value:
+            yield value["value"]
+        for item in value.values():
+            yield from env_values(item, name)
+    elif isinstance(value, list):
+        for item in value:
+            yield from env_values(item, name)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_consumer_names_the_physical_bucket(engines, engine):
+    rendering, physical = engines[engine], ENGINES[engine][1]
+    text = rendered_text(rendering)
+    named = set(BUCKET_REFERENCE.findall(text))
+    named |= {v for r in rendering.resources for v in env_values(unwrap_secrets(r.inputs), "BACKUP_BUCKET")}
+    for release in rendering.find_all(type="kubernetes:helm.sh/v3:Release"):
+        named |= set(unwrap_secrets(release.inputs).get("values", {}).get("loki", {}).get("storage", {}).get("bucketNames", {}).values())
+    physical_names = {physical(bucket) for bucket in SEED}
+    assert named - physical_names == set(), f"{engine}: logical or unknown bucket names handed to a consumer"
+    # The consumers are all there: backups (jobs, WAL archive), MLflow's artifacts, and each mirrored bucket.
+    assert {physical("backups"), physical("mlflow-artifacts")} <= named
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_backup_prefix_has_its_pruning_or_lifecycle(engines, engine):
+    rendering = engines[engine]
+    scripts = rendered_text(rendering)
+    written = set(WRITTEN_PREFIX.findall(scripts)) - {"mirror"}  # the live mirror is a copy, not a history
+    assert written, engine
+    if engine == "minio":
+        retention = {prefix: int(days) for days, prefix in PRUNED_PREFIX.findall(scripts)}
+        assert retention == dict.fromkeys(written, parse_stack_config("dev", dev_settings()).backups.retention_days)
+        return
+    assert not PRUNED_PREFIX.findall(scripts), f"{engine}: the lifecycle prunes; a job must not"
+    rules = [r for r in rendering.resources if r.name.endswith("backups-lifecycle")]
+    (rule_set,) = rules
+    expiring = {}
+    for rule in rule_set.inputs["rules"]:
+        prefix = (rule.get("filter") or rule.get("conditions") or {}).get("prefix", "")
+        if "expiration" in rule:
+            expiring[prefix] = rule["expiration"]["days"] * 86400
+        elif "deleteObjectsTransition" in rule:
+            expiring[prefix] = rule["deleteObjectsTransition"]["condition"]["maxAge"]
+    days = 30 if engine == "s3" else 14
+    assert {f"{p}/" for p in written} <= set(expiring), f"{engine}: prefixes written but never expired"
+    assert set(expiring.values()) == {days * 86400}, engine
+
+
+def dev_settings() -> dict:
+    import yaml
+
+    from tools.render import ROOT
+
+    settings = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    return {key.split(":", 1)[1]: value for key, value in settings.items() if key.startswith("mlops-platform:")}

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.realservers import apply_declared_roles_and_databases, postgres_bin, postgres_server
+from tests.realservers import apply_declared_roles_and_databases, needs_debian, postgres_bin, postgres_server
 from tests.support import secret_data
 
 psycopg = pytest.importorskip("psycopg")
@@ -20,7 +20,7 @@ psycopg = pytest.importorskip("psycopg")
 IN_CLUSTER_HOST = "postgres-rw.mlops-data.svc.cluster.local:5432"
 
 
-pytestmark = pytest.mark.skipif(
+pytestmark = needs_debian(
     postgres_bin() is None or shutil.which("openssl") is None,
     reason="Debian's postgresql (and openssl) are not installed (scripts/test.sh installs them)",
 )
@@ -72,6 +72,29 @@ def test_an_owner_cannot_read_or_write_another_applications_tables(server):
             intruder.execute("select * from experiments")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             intruder.execute("create table planted (id int)")
+
+
+def test_every_owner_is_walled_off_from_every_other_owners_database(server):
+    """For every ordered pair (owner, other database): the owner can connect (PUBLIC may), but neither read the
+    other's tables nor create anything there, and it owns nothing but its own database."""
+    names = declared_databases(server)
+    for name in names:
+        with psycopg.connect(local_uri(server, name), autocommit=True) as db:
+            db.execute(f"create table if not exists owned_by_{name} (id int)")
+            db.execute(f"insert into owned_by_{name} values (1)")
+            owned = {row[0] for row in db.execute("select datname from pg_database where pg_get_userbyid(datdba) = current_user")}
+            assert owned == {name}, f"{name} owns {sorted(owned)}"
+    for owner in names:
+        for other in (n for n in names if n != owner):
+            with psycopg.connect(local_uri(server, owner, as_database=other), autocommit=True) as intruder:
+                granted = intruder.execute(
+                    "select pg_has_role(current_user, r.rolname, 'USAGE') from pg_roles r where r.rolname = %s", (other,)
+                ).fetchone()
+                assert granted == (False,), f"{owner} holds {other}'s rights"
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    intruder.execute(f"select * from owned_by_{other}")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    intruder.execute(f"create table planted_by_{owner} (id int)")
 
 
 def test_application_roles_cannot_escalate(server):

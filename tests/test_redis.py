@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from components.versions import IMAGES
-from tests.realservers import LocalMapping, container_command, container_env, free_port
+from tests.realservers import LocalMapping, container_command, container_env, free_port, needs_debian
 from tests.support import container, pod_spec, secret_data
 
 NAMESPACE = "mlops-data"
@@ -64,7 +64,7 @@ def test_dev_node_port(dev, prod):
     assert prod.find(kind="Service", name="redis").inputs["spec"]["type"] == "ClusterIP"
 
 
-requires_redis = pytest.mark.skipif(
+requires_redis = needs_debian(
     shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
     reason="Debian's redis-server is not installed (scripts/test.sh installs it)",
 )
