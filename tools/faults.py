@@ -79,8 +79,8 @@ CATALOGUE: tuple[Fault, ...] = (
       "f'pg_dump --format=custom", "f'pg_dump --format=plain", ("tests/test_backup_drills.py", "tests/test_backups.py"),
       "components/backups.py"),
     F("ds-sqlite-file-copy", "data-safety", "the SQLite backup copies a file a writer may tear",
-      "    src.backup(dst)\n", "    dst.executescript(''.join(src.iterdump()))\n",
-      ("tests/test_backup_drills.py", "tests/test_backups.py"), "components/backups.py"),
+      "    src.backup(dst)\n    check = ", "    dst.executescript(''.join(src.iterdump()))\n    check = ",
+      ("tests/test_backup_drills.py", "tests/test_backups.py"), "components/backups/mlflow_sqlite.py"),
     # --- secrets ----------------------------------------------------------------------------------------------
     F("sec-uri-not-secret", "secrets", "database URIs with passwords appear in plain text in the Pulumi state",
       'return secrets[0], pulumi.Output.secret(data.apply(lambda fields: fields["uri"]))',
