@@ -256,3 +256,11 @@ def apply_declared_roles_and_databases(rendering: Rendering, admin: Mapping[str,
             unknown = set(spec) - {"cluster", "name", "owner", "ensure", "databaseReclaimPolicy"}
             assert not unknown, f"database {spec['name']}: rendered fields this test does not apply: {sorted(unknown)}"
             db.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(spec["name"]), sql.Identifier(spec["owner"])))
+
+
+def ensure_bucket(client: Any, bucket: str, region: str | None = None) -> None:
+    """Create `bucket` on the shared moto server unless an earlier test module already did (moto is one server per
+    session, and several real-server modules use the prod bucket name)."""
+    config = {"CreateBucketConfiguration": {"LocationConstraint": region}} if region else {}
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=bucket, **config)

@@ -35,6 +35,7 @@ from tests.realservers import (
     apply_declared_roles_and_databases,
     container_command,
     container_env,
+    ensure_bucket,
     free_port,
     postgres_bin,
     postgres_server,
@@ -133,7 +134,7 @@ def prod_pod(renderings, s3_endpoint, pg, tmp_path_factory):
     server, init = container(deployment, "mlflow"), container(deployment, "db-upgrade")
     env = container_env(server, prod, NAMESPACE, mapping)
     s3 = s3_client(env, s3_endpoint)
-    s3.create_bucket(Bucket=PROD_BUCKET, CreateBucketConfiguration={"LocationConstraint": env["AWS_DEFAULT_REGION"]})
+    ensure_bucket(s3, PROD_BUCKET, env["AWS_DEFAULT_REGION"])
     return {"root": root, "server": server, "mapping": mapping, "env": env, "s3": s3,
             "target": env["MLFLOW_BACKEND_STORE_URI"], "admin": (auth["admin-username"], auth["admin-password"]),
             "init_argv": container_command(init, mapping), "init_env": container_env(init, prod, NAMESPACE, mapping)}

@@ -25,6 +25,7 @@ from tests.realservers import (
     apply_declared_roles_and_databases,
     container_command,
     container_env,
+    ensure_bucket,
     free_port,
     needs_debian,
     postgres_bin,
@@ -75,7 +76,7 @@ def site(renderings, tmp_path_factory):
         env = container_env(server, prod, NAMESPACE, mapping)
         s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": env["AWS_DEFAULT_REGION"]})
+        ensure_bucket(s3, BUCKET, env["AWS_DEFAULT_REGION"])
         init = container(deployment, "db-upgrade")
         yield {
             "prod": prod, "root": root, "s3": s3, "mapping": mapping, "server": server, "env": env,

@@ -41,6 +41,7 @@ from tests.realservers import (
     apply_declared_roles_and_databases,
     container_command,
     container_env,
+    ensure_bucket,
     free_port,
     postgres_bin,
     postgres_server,
@@ -599,9 +600,9 @@ def prod_mlflow(renderings, tmp_path_factory):
             mapping = LocalMapping(paths={"/etc/mlflow/auth": auth_dir, "/tmp": tmp}, text=text)
             server = container(deployment, "mlflow")
             env = container_env(server, prod, NAMESPACE, mapping)
-            boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                         ).create_bucket(Bucket=PROD_BUCKET, CreateBucketConfiguration={"LocationConstraint": env["AWS_DEFAULT_REGION"]})
+            client = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                                  aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+            ensure_bucket(client, PROD_BUCKET, env["AWS_DEFAULT_REGION"])
             init = container(deployment, "db-upgrade")
             subprocess.run(container_command(init, mapping), env=container_env(init, prod, NAMESPACE, mapping),
                            check=True, capture_output=True, timeout=300)
