@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tools.faults import CATALOGUE, locate, tracked_files
+from tools.faults import CATALOGUE, locate, run_pytest, tracked_files
 from tools.render import ROOT
 
 
@@ -19,3 +19,13 @@ def test_the_catalogue_is_large_unique_and_runs_known_tests():
     assert [i for i, n in Counter(f.id for f in CATALOGUE).items() if n > 1] == []
     missing = {f.id: t for f in CATALOGUE for t in f.tests if not (ROOT / t).is_file()}
     assert missing == {}
+
+
+def test_a_verdict_comes_only_from_pytest_and_a_timeout_is_no_kill(tmp_path):
+    (tmp_path / "test_passes.py").write_text("def test_ok():\n    pass\n")
+    (tmp_path / "test_fails.py").write_text("def test_broken():\n    assert False\n")
+    (tmp_path / "test_hangs.py").write_text("import time\n\ndef test_slow():\n    time.sleep(30)\n")
+    assert run_pytest(tmp_path, ["test_passes.py"], timeout=60) == ("SURVIVED", "")
+    assert run_pytest(tmp_path, ["test_fails.py"], timeout=60) == ("killed", "test_fails.py::test_broken")
+    outcome, _ = run_pytest(tmp_path, ["test_hangs.py"], timeout=3)
+    assert outcome == "TIMEOUT"

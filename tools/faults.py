@@ -287,8 +287,9 @@ def scratch_copy(files: list[str]) -> Path:
 FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+?)(?: - |$)", re.M)
 
 
-def run_pytest(scratch: Path, targets: list[str], timeout: int) -> tuple[bool, str]:
-    """(killed, by what): a failing test, a collection error, or a timeout."""
+def run_pytest(scratch: Path, targets: list[str], timeout: int) -> tuple[str, str]:
+    """(outcome, by what): `killed` by a failing test or a collection error, `SURVIVED`, or `TIMEOUT`. A timeout is
+    not a kill: on a loaded machine it says nothing about the fault, so it is reported and left out of the rate."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     # ../shared/reference beside the real checkout, not beside the scratch copy.
     env.setdefault("MLOPS_REFERENCE_DIR", str(ROOT.parent / "shared" / "reference"))
@@ -296,13 +297,13 @@ def run_pytest(scratch: Path, targets: list[str], timeout: int) -> tuple[bool, s
     try:
         result = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return True, f"timeout after {timeout}s"
+        return "TIMEOUT", f"no verdict within {timeout}s"
     if result.returncode == 0:
-        return False, ""
+        return "SURVIVED", ""
     if result.returncode == 5:  # no tests collected: a target file no longer exists
         raise SystemExit(f"pytest collected nothing from {targets}:\n{result.stdout[-2000:]}")
     found = FAILED.search(result.stdout)
-    return True, found.group(1) if found else f"pytest exit {result.returncode}: {result.stdout.strip().splitlines()[-1:]}"
+    return "killed", found.group(1) if found else f"pytest exit {result.returncode}: {result.stdout.strip().splitlines()[-1:]}"
 
 
 def run_fault(fault: Fault, scratch: Path, files: list[str], quick: bool, timeout: int) -> tuple[str, str, float]:
@@ -311,13 +312,13 @@ def run_fault(fault: Fault, scratch: Path, files: list[str], quick: bool, timeou
     started = time.monotonic()
     try:
         (scratch / path).write_text(original.replace(fault.find, fault.replace, 1))
-        killed, by = run_pytest(scratch, list(fault.tests), timeout)
-        if not killed and not quick:
-            killed, by = run_pytest(scratch, [], timeout * 6)
-            by = f"{by} (whole suite)" if killed else by
+        outcome, by = run_pytest(scratch, list(fault.tests), timeout)
+        if outcome == "SURVIVED" and not quick:
+            outcome, by = run_pytest(scratch, [], timeout * 6)
+            by = f"{by} (whole suite)" if outcome == "killed" else by
     finally:
         (scratch / path).write_text(original)
-    return ("killed" if killed else "SURVIVED"), by, time.monotonic() - started
+    return outcome, by, time.monotonic() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     for fault, outcome, by in rows:
         print(f"| {fault.id:32} | {fault.cls:11} | {outcome:8} | {by}")
     killed = sum(outcome == "killed" for _, outcome, _ in rows)
-    print(f"\nkilled {killed}/{len(rows)} ({100 * killed / len(rows):.0f} %){' (targeted tests only)' if options.quick else ''}")
-    for fault, outcome, _ in rows:
-        if outcome == "SURVIVED":
-            print(f"survived: {fault.id}: {fault.why}")
+    scope = " (targeted tests only)" if options.quick else ""
+    print(f"\nkilled {killed}/{len(rows)} ({100 * killed / len(rows):.0f} %){scope}")
+    for fault, outcome, by in rows:
+        if outcome != "killed":
+            print(f"{outcome.lower()}: {fault.id}: {fault.why}{f' ({by})' if by else ''}")
     return 0
 
 
