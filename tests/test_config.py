@@ -40,7 +40,7 @@ def test_dev_stack_file_is_the_seed_platform():
     assert config.node_ports == {
         "minioApi": 30900, "minioConsole": 30901, "mlflow": 30500,
         "postgres": 30543, "redis": 30679, "temporalGrpc": 30700, "temporalUi": 30233,
-        "prometheus": 30090, "grafana": 30030, "loki": 30100,
+        "prometheus": 30090, "grafana": 30030, "loki": 30100, "serving": 30800,
     }
     assert config.observability.enabled is True
     assert config.protect_state is False
