@@ -19,6 +19,7 @@ from components import (
     cnpg_backup_plugin,
     cnpg_operator,
     mlflow_server,
+    model_serving,
     object_store,
     observability,
     postgres_cluster,
@@ -40,6 +41,7 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "postgres": postgres_cluster.facts,
     "redis": redis.facts,
     "mlflow": mlflow_server.facts,
+    "serving": model_serving.facts,
     "temporal": temporal_stack.facts,
     "backups": backups.facts,
 }
@@ -191,6 +193,8 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
         "postgres",
         "redis",
         "mlflow",
+        # Model serving reads MLflow's registry; with no model listed there is nothing to build.
+        *(["serving"] if config.serving.models else []),
         "temporal",
         "backups",
         *(["monitoring"] if watched else []),

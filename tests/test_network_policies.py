@@ -92,7 +92,8 @@ def test_each_dev_node_port_is_admitted_on_its_target_port_only(dev):
     node_port_policies = {
         name: spec for by_name in policies(dev).values() for name, spec in by_name.items() if name.startswith("allow-node-port")
     }
-    assert len(node_port_policies) == 10
+    # The seed port map and model serving's 30800.
+    assert len(node_port_policies) == 11
     assert all(len(ports(spec)) == 1 and sources(spec) == {"anywhere"} for spec in node_port_policies.values())
 
 
@@ -122,7 +123,9 @@ def test_without_observability_there_is_no_scrape_flow_nor_its_node_ports():
     rendering = render_stack("dev", overrides={"mlops-platform:observability": {"enabled": False}})
     assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
     # The nodePorts block still names them, but nothing serves them: no URL to hand out.
-    assert set(rendering.outputs["local_urls"]) == {"minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi"}
+    assert set(rendering.outputs["local_urls"]) == {
+        "minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi", "serving",
+    }
 
 
 def test_only_the_sync_operator_reads_vault_and_the_api_server_reaches_its_webhook(prod):
@@ -175,6 +178,8 @@ EXPECTED_SOURCES = {
         ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
         ("mlops-data", "allow-redis-clients"): {"clients"},
         ("mlops-mlflow", "allow-mlflow-clients"): {"clients"},
+        # The serving pods load models through MLflow (it proxies artifacts): their one flow into the platform.
+        ("mlops-mlflow", "allow-mlflow-model-serving"): {"mlops-serving"},
         ("mlops-mlflow", "allow-node-port-30500"): {"anywhere"},
         ("mlops-observability", "allow-node-port-30030"): {"anywhere"},
         ("mlops-observability", "allow-node-port-30090"): {"anywhere"},
@@ -186,8 +191,10 @@ EXPECTED_SOURCES = {
         ("mlops-temporal", "allow-node-port-30233"): {"anywhere"},
         ("mlops-temporal", "allow-node-port-30700"): {"anywhere"},
         ("mlops-temporal", "allow-temporal-clients"): {"clients"},
+        ("mlops-serving", "allow-serving-clients"): {"clients"},
+        ("mlops-serving", "allow-node-port-30800"): {"anywhere"},
         **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
-           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal")},
+           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal", "mlops-serving")},
     },
     "prod": {
         ("mlops-cert-manager", "allow-cert-manager-webhook"): {"anywhere"},
