@@ -80,7 +80,9 @@ def vault_args(plan: PlatformPlan, foundation: ClusterFoundation) -> VaultServer
 
 
 def network_args(plan: PlatformPlan, foundation: ClusterFoundation) -> NetworkPoliciesArgs:
-    return NetworkPoliciesArgs(namespaces=foundation.namespaces, namespace_names=plan.namespace_names(), flows=plan.flows)
+    return NetworkPoliciesArgs(
+        namespaces=foundation.namespaces, namespace_names=plan.namespace_names(), flows=plan.flows, egress=plan.egress
+    )
 
 
 def secret_sync_args(plan: PlatformPlan, foundation: ClusterFoundation, vault: VaultServer | None) -> SecretSyncArgs:

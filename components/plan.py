@@ -29,7 +29,16 @@ from components import (
     vault_server,
 )
 from components.config import StackConfig
-from components.facts import ANYWHERE, CLIENTS, BucketUse, ComponentFacts, Flow, NodePortTarget, PodSecurity
+from components.facts import (
+    ANYWHERE,
+    CLIENTS,
+    BucketUse,
+    ComponentFacts,
+    EgressLimit,
+    Flow,
+    NodePortTarget,
+    PodSecurity,
+)
 
 FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "vault": vault_server.facts,
@@ -107,6 +116,8 @@ class PlatformPlan:
     """Databases on the PostgresCluster; the first is created at bootstrap."""
     flows: tuple[Flow, ...]
     """Ingress admitted across namespaces; everything else is denied."""
+    egress: tuple[EgressLimit, ...]
+    """Namespaces whose egress is limited to named destinations (and DNS); the others' egress is open."""
     node_ports: Mapping[str, PlannedNodePort]
     """Host NodePorts by `nodePorts` key."""
     backups: Mapping[str, BucketUse]
@@ -165,6 +176,7 @@ def platform_plan(config: StackConfig) -> PlatformPlan:
         bucket_consumers=consumers,
         databases=_databases(config, every),
         flows=_flows(every, set(namespaces), consumers, node_ports, scraped="objects" in monitored),
+        egress=_egress(every, set(namespaces)),
         node_ports=node_ports,
         backups=backups.jobs(config) if "backups" in components else {},
         monitored=monitored,
@@ -273,6 +285,13 @@ def _flows(
     ]
     # A flow none of whose sources exist is dropped: a policy with an empty `from` admits every source.
     return tuple(flow for flow in existing if flow.sources)
+
+
+def _egress(every: list[ComponentFacts], roles: set[str]) -> tuple[EgressLimit, ...]:
+    """Each declared egress limit of a namespace that exists; a destination namespace that does not exist is left
+    out, so the limit only ever narrows."""
+    limits = [limit for facts in every for limit in facts.egress if limit.namespace in roles]
+    return tuple(replace(limit, destinations=tuple(d for d in limit.destinations if d[0] in roles)) for limit in limits)
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

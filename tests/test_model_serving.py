@@ -77,6 +77,9 @@ def test_one_deployment_and_service_per_configured_model(prod_served, dev_served
             assert [(p["name"], p["port"], p["targetPort"]) for p in spec["ports"]] == [("http", serving.PORT, "http")]
     assert deployments(prod_served)["churn"]["spec"]["replicas"] == 2
     assert deployments(prod_served)["fraud"]["spec"]["replicas"] == 1
+    # Only the replicated model gets a disruption budget: a drain keeps one of its two pods.
+    budgets = {b.metadata["name"]: b.inputs["spec"] for b in prod_served.find_all(kind="PodDisruptionBudget") if b.metadata["namespace"] == "mlops-serving"}
+    assert budgets == {"churn": {"minAvailable": 1, "selector": {"matchLabels": deployments(prod_served)["churn"]["spec"]["selector"]["matchLabels"]}}}
 
 
 def test_each_pod_follows_its_models_uri(prod_served):

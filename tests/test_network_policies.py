@@ -239,9 +239,24 @@ def test_every_policy_admits_exactly_its_expected_sources(renderings, stack):
         (namespace, name): peer_names(spec)
         for namespace, by_name in policies(renderings[stack]).items()
         for name, spec in by_name.items()
-        if name not in ("default-deny-ingress", "allow-same-namespace")
+        if name not in ("default-deny-ingress", "allow-same-namespace") and "Ingress" in spec["policyTypes"]
     }
     assert found == EXPECTED_SOURCES[stack]
+
+
+def test_model_serving_may_send_to_mlflow_and_dns_only(dev, prod):
+    limits = {(ns, name): spec for ns, by_name in policies(dev).items() for name, spec in by_name.items() if "Egress" in spec["policyTypes"]}
+    assert list(limits) == [("mlops-serving", "limit-egress")]
+    spec = limits["mlops-serving", "limit-egress"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Egress"]
+    dns, mlflow = spec["egress"]
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert mlflow == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlops-mlflow"}}}],
+                      "ports": [{"protocol": "TCP", "port": 5000}]}
+    # Prod serves no model: no namespace, no limit; every other namespace keeps open egress.
+    assert not [name for by_name in policies(prod).values() for name in by_name if name == "limit-egress"]
 
 
 def test_anywhere_is_only_for_callers_that_cannot_be_pods():

@@ -205,6 +205,13 @@ def test_the_dev_plan_exposes_exactly_the_seed_port_map(dev):
     assert targets["mlflow"] == ("mlflow", 5000) and targets["grafana"] == ("observability", 3000)
 
 
+def test_only_model_serving_limits_its_egress_to_mlflow(dev, prod):
+    assert [(limit.namespace, limit.destinations) for limit in dev.egress] == [("serving", (("mlflow", mlflow_server.PORT),))]
+    assert prod.egress == ()
+    assert flow(dev, "mlflow-model-serving", "mlflow").sources == ("serving",)
+    assert flow(dev, "serving-clients", "serving").ports == (model_serving.PORT,)
+
+
 def test_prod_exposes_no_node_port(prod):
     assert prod.node_ports == {}
     assert not [f for f in prod.flows if f.name.startswith("node-port-")]

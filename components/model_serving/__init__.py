@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from components import mlflow_server
 from components.config import StackConfig
-from components.facts import CLIENTS, ComponentFacts, Flow, Metrics, NamespaceFact, NodePortTarget
+from components.facts import CLIENTS, ComponentFacts, EgressLimit, Flow, Metrics, NamespaceFact, NodePortTarget
 from components.model_serving.component import (
     APP,
     READER_SECRET,
@@ -72,8 +72,9 @@ NODE_PORT = "serving"
 
 
 def facts(config: StackConfig) -> ComponentFacts:
-    """The serving pods receive predictions from client namespaces on PORT (metrics there too), and reach MLflow's
-    server port and nothing else of the platform: the server proxies artifacts, so no object-store flow exists."""
+    """The serving pods receive predictions from client namespaces on PORT (metrics there too), and send to MLflow's
+    server port and nowhere else: the server proxies artifacts, so they need neither the object store nor the
+    internet (models load in the image's own environment, nothing is pip-installed)."""
     return ComponentFacts(
         "serving",
         namespaces=(NamespaceFact(NAMESPACE),),
@@ -81,6 +82,7 @@ def facts(config: StackConfig) -> ComponentFacts:
             Flow("serving-clients", NAMESPACE, (PORT,), (CLIENTS,)),
             Flow("mlflow-model-serving", mlflow_server.NAMESPACE, (mlflow_server.PORT,), (NAMESPACE,)),
         ),
+        egress=(EgressLimit(NAMESPACE, ((mlflow_server.NAMESPACE, mlflow_server.PORT),)),),
         node_ports={NODE_PORT: NodePortTarget(NAMESPACE, PORT)},
         metrics=(Metrics(NAMESPACE, PORT),),
     )

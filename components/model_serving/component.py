@@ -118,6 +118,17 @@ class ModelServing(pulumi.ComponentResource):
         for served in args.models:
             pod_spec = _pod(args, served, app.metadata.name, credentials)
             _deployment(name, args, served, pod_spec, app_hash, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=after)))
+            if served.replicas > 1:
+                # A node drain takes one pod at a time: the model stays served while nodes are replaced.
+                k8s.policy.v1.PodDisruptionBudget(
+                    f"{name}-{served.name}-disruption-budget",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=served.name, namespace=args.namespace, labels=kube.labels(APP, "server", served.name)),
+                    spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                        min_available=served.replicas - 1,
+                        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector(APP, "server", served.name)),
+                    ),
+                    opts=child,
+                )
             services.append(kube.service(
                 f"{name}-{served.name}-service",
                 service_name=served.name,

@@ -60,6 +60,8 @@ def serve_env(tracking_uri: str, model: str, alias: str, poll_seconds: int = DEF
         ENV_DOWNLOAD_DIR: DOWNLOAD_DIR,
         # MLflow and pip write under $HOME; the only writable place in the pod is the /tmp emptyDir.
         "HOME": "/tmp",
+        # MLflow 3.x reports usage to an outside endpoint by default; the pod may reach MLflow and nothing else.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         # The mounted directory is read-only: no __pycache__ attempts.
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
