@@ -13,6 +13,7 @@ from components.assembly import (
     postgres_args,
     redis_args,
     secret_sync_args,
+    serving_args,
     temporal_args,
     vault_args,
 )
@@ -22,6 +23,7 @@ from components.cnpg_backup_plugin import CnpgBackupPlugin
 from components.cnpg_operator import CnpgOperator
 from components.config import load_stack_config
 from components.mlflow_server import MlflowServer
+from components.model_serving import ModelServing
 from components.monitoring import PlatformMonitoring
 from components.network_policies import NetworkPolicies
 from components.object_store import ObjectStore
@@ -57,18 +59,16 @@ else:
         observability = ObservabilityStack("observability", observability_args(plan, foundation, secrets), opts=opts)
     store = ObjectStore("objects", object_store_args(plan, foundation, secrets, observability), opts=opts)
     if plan.has("observability") and observability is None:
-        observability_settings = observability_args(plan, foundation, secrets, store)
-        observability = ObservabilityStack("observability", observability_settings, opts=opts)
+        observability = ObservabilityStack("observability", observability_args(plan, foundation, secrets, store), opts=opts)
     # Data
     operator = CnpgOperator("cnpg", cnpg_args(foundation), opts=opts)
-    plugin = None  # continuous WAL archiving: the barman-cloud plugin, and cert-manager for it
-    if plan.has("cnpg-backup"):
-        plugin = CnpgBackupPlugin("cnpg-backup", backup_plugin_args(foundation, operator), opts=opts)
-    postgres_settings = postgres_args(plan, foundation, secrets, operator, plugin, store, observability)
-    postgres = PostgresCluster("postgres", postgres_settings, opts=opts)
+    # Continuous WAL archiving: the barman-cloud plugin, and cert-manager for it.
+    plugin = CnpgBackupPlugin("cnpg-backup", backup_plugin_args(foundation, operator), opts=opts) if plan.has("cnpg-backup") else None
+    postgres = PostgresCluster("postgres", postgres_args(plan, foundation, secrets, operator, plugin, store, observability), opts=opts)
     redis = Redis("redis", redis_args(plan, foundation, secrets), opts=opts)
-    # Apps
+    # Apps: MLflow, the registered models it serves (each pod following its alias), Temporal.
     mlflow = MlflowServer("mlflow", mlflow_args(plan, foundation, secrets, postgres, store, observability), opts=opts)
+    serving = ModelServing("serving", serving_args(plan, foundation, secrets, mlflow, observability), opts=opts) if plan.has("serving") else None
     temporal = TemporalStack("temporal", temporal_args(plan, foundation, postgres, observability), opts=opts)
     # Backups, then the alerts and dashboards that watch everything above.
     backups = Backups("backups", backups_args(plan, foundation, store, postgres, mlflow, vault), opts=opts)
@@ -76,5 +76,5 @@ else:
         PlatformMonitoring("monitoring", monitoring_args(plan, foundation, observability, backups), opts=opts)
     export_outputs(
         plan, foundation=foundation, observability_stack=observability, store=store, postgres=postgres, redis=redis,
-        mlflow=mlflow, temporal=temporal, backups=backups,
+        mlflow=mlflow, serving=serving, temporal=temporal, backups=backups,
     )

@@ -15,6 +15,7 @@ from components import (
     cnpg_backup_plugin,
     cnpg_operator,
     mlflow_server,
+    model_serving,
     object_store,
     observability,
     postgres_cluster,
@@ -27,7 +28,15 @@ from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
 from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
 from components.config import TEMPORAL_DATABASES
-from components.mlflow_server import ArtifactStore, Ingress, MlflowServerArgs, PostgresBackend, SqliteBackend
+from components.mlflow_server import (
+    ArtifactStore,
+    Ingress,
+    MlflowServer,
+    MlflowServerArgs,
+    PostgresBackend,
+    SqliteBackend,
+)
+from components.model_serving import MlflowReader, ModelServingArgs, ServedModelArgs
 from components.network_policies import NetworkPoliciesArgs
 from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
 from components.observability import LokiObjectStorage, ObservabilityStack, ObservabilityStackArgs
@@ -71,7 +80,9 @@ def vault_args(plan: PlatformPlan, foundation: ClusterFoundation) -> VaultServer
 
 
 def network_args(plan: PlatformPlan, foundation: ClusterFoundation) -> NetworkPoliciesArgs:
-    return NetworkPoliciesArgs(namespaces=foundation.namespaces, namespace_names=plan.namespace_names(), flows=plan.flows)
+    return NetworkPoliciesArgs(
+        namespaces=foundation.namespaces, namespace_names=plan.namespace_names(), flows=plan.flows, egress=plan.egress
+    )
 
 
 def secret_sync_args(plan: PlatformPlan, foundation: ClusterFoundation, vault: VaultServer | None) -> SecretSyncArgs:
@@ -313,4 +324,36 @@ def temporal_args(
         protect=config.protect_state,
         depends_on=(postgres,),
         metrics_after=_metrics_ready(plan, "temporal", observability_stack),
+    )
+
+
+def serving_args(
+    plan: PlatformPlan,
+    foundation: ClusterFoundation,
+    secrets: SecretStore,
+    mlflow: MlflowServer,
+    observability_stack: ObservabilityStack | None,
+) -> ModelServingArgs:
+    """Each listed model, the first on the serving NodePort; with MLflow auth, the read-only user made with the
+    admin's login."""
+    config = plan.config
+    names = plan.namespace_names()
+    node_port = plan.node_port(model_serving.NODE_PORT)
+    return ModelServingArgs(
+        namespace=foundation.namespaces[model_serving.NAMESPACE],
+        tracking_uri=f"http://{mlflow_server.SERVICE_NAME}.{names[mlflow_server.NAMESPACE]}.svc.cluster.local:{mlflow_server.PORT}",
+        models=tuple(
+            ServedModelArgs(
+                name=served.name, model=served.model, alias=served.alias, resources=served.resources,
+                replicas=served.replicas, node_port=node_port if index == 0 else None,
+            )
+            for index, served in enumerate(config.serving.models)
+        ),
+        reader=MlflowReader(
+            namespace=foundation.namespaces[mlflow_server.NAMESPACE], admin_secret=mlflow.auth_secret, after=mlflow
+        )
+        if mlflow.auth_secret is not None
+        else None,
+        secrets=secrets,
+        metrics_after=_metrics_ready(plan, "serving", observability_stack),
     )

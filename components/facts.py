@@ -66,6 +66,17 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class EgressLimit:
+    """Pods of `namespace` may send only to `destinations` (and to the cluster's DNS); all other egress is denied.
+    For workloads whose every peer the platform knows; the rest keep open egress (cloud APIs, registries)."""
+
+    namespace: str
+    """Namespace role whose pods are limited."""
+    destinations: tuple[tuple[str, int], ...]
+    """(namespace role, TCP port) pairs its pods may reach."""
+
+
+@dataclass(frozen=True)
 class NodePortTarget:
     """Where traffic arriving at a dev NodePort goes: the namespace and the port its pods listen on."""
 
@@ -119,6 +130,8 @@ class ComponentFacts:
     """Namespaces its pods run in, with their Pod Security levels."""
     flows: tuple[Flow, ...] = ()
     """Traffic it receives from other namespaces (clients, operators, webhook calls)."""
+    egress: tuple[EgressLimit, ...] = ()
+    """Namespaces whose pods may send only where it says."""
     node_ports: Mapping[str, NodePortTarget] = field(default_factory=dict)
     """The targets of the NodePorts it can be given, by `nodePorts` key (`mlflow`, `minioApi`, ...)."""
     metrics: tuple[Metrics, ...] = ()

@@ -18,19 +18,25 @@ SYNCED_LABEL = "mlops.platform/synced-from-vault"
 """Pod Security Standards version the namespace labels pin, matching the Kubernetes version we validate against."""
 
 
-def labels(app: str, component: str) -> dict[str, str]:
-    """Recommended app.kubernetes.io labels; `name` + `component` also serve as selectors."""
+def labels(app: str, component: str, instance: str | None = None) -> dict[str, str]:
+    """Recommended app.kubernetes.io labels; `name` + `component` (+ `instance`) also serve as selectors."""
     return {
         "app.kubernetes.io/name": app,
         "app.kubernetes.io/component": component,
+        **({"app.kubernetes.io/instance": instance} if instance else {}),
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
     }
 
 
-def selector(app: str, component: str) -> dict[str, str]:
-    """The immutable subset of `labels` used in Deployment/StatefulSet/Service selectors."""
-    return {"app.kubernetes.io/name": app, "app.kubernetes.io/component": component}
+def selector(app: str, component: str, instance: str | None = None) -> dict[str, str]:
+    """The immutable subset of `labels` used in Deployment/StatefulSet/Service selectors; `instance` tells apart
+    several copies of one app (one per served model)."""
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/component": component,
+        **({"app.kubernetes.io/instance": instance} if instance else {}),
+    }
 
 
 def stateful(opts: pulumi.ResourceOptions, protect: bool) -> pulumi.ResourceOptions:
@@ -221,15 +227,16 @@ def service(
     ports: Mapping[str, int],
     node_ports: Mapping[str, int | None],
     opts: pulumi.ResourceOptions,
+    instance: str | None = None,
 ) -> k8s.core.v1.Service:
     """A Service with a fixed DNS name; NodePort type when any of its ports has a host NodePort."""
     exposed = any(node_ports.get(port) for port in ports)
     return k8s.core.v1.Service(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=service_name, namespace=namespace, labels=labels(app, component)),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=service_name, namespace=namespace, labels=labels(app, component, instance)),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="NodePort" if exposed else "ClusterIP",
-            selector=selector(app, component),
+            selector=selector(app, component, instance),
             ports=service_ports(ports, node_ports),
         ),
         opts=opts,

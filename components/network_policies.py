@@ -1,8 +1,8 @@
 """Ingress NetworkPolicies: every platform namespace denies all ingress, then admits exactly the flows declared.
 
 The platform plan declares the flows (who talks to whom, on which port; components/plan.py); this component turns
-them into policies. Egress stays open: the workloads reach cloud APIs, registries and DNS whose addresses policies
-cannot name.
+them into policies. Egress stays open, as the workloads reach cloud APIs, registries and DNS whose addresses policies
+cannot name, except where a component knows every peer of its pods (model serving: MLflow only) and says so.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.facts import ANYWHERE, CLIENTS, Flow
+from components.facts import ANYWHERE, CLIENTS, EgressLimit, Flow
 from components.kube import PART_OF
 
-__all__ = ["ANYWHERE", "CLIENT_LABEL", "Flow", "NetworkPolicies", "NetworkPoliciesArgs", "policy_spec"]
+__all__ = ["ANYWHERE", "CLIENT_LABEL", "EgressLimit", "Flow", "NetworkPolicies", "NetworkPoliciesArgs", "egress_spec", "policy_spec"]
 
 CLIENT_LABEL = "mlops.platform/client"
 """Namespaces labelled `mlops.platform/client: "true"` may use the platform's client ports (MLflow, PostgreSQL,
 Redis, Temporal, the S3 API)."""
+CLUSTER_DNS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+               "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+"""The cluster's DNS pods (CoreDNS on Kind and EKS keeps the kube-dns label), which every limited namespace needs."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class NetworkPoliciesArgs:
     """The same names as plain strings, for namespace selectors."""
     flows: tuple[Flow, ...] = ()
     """Cross-namespace and outside flows."""
+    egress: tuple[EgressLimit, ...] = ()
+    """Namespaces whose pods may send only to named destinations (and DNS)."""
 
 
 class NetworkPolicies(pulumi.ComponentResource):
@@ -59,6 +64,7 @@ class NetworkPolicies(pulumi.ComponentResource):
                 for flow in args.flows
                 if flow.namespace == role
             ]
+            policies += [("limit-egress", egress_spec(limit, args.namespace_names)) for limit in args.egress if limit.namespace == role]
             for policy_name, spec in policies:
                 k8s.networking.v1.NetworkPolicy(
                     f"{name}-{role}-{policy_name}",
@@ -81,6 +87,20 @@ def _peer(source: str, names: Mapping[str, str], source_pods: Mapping[str, str])
     if source_pods:
         peer["podSelector"] = {"matchLabels": dict(source_pods)}
     return peer
+
+
+def egress_spec(limit: EgressLimit, names: Mapping[str, str]) -> dict:
+    """The NetworkPolicy spec limiting one namespace's egress to DNS and its destinations."""
+    dns = {"to": [CLUSTER_DNS], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    return {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [dns] + [
+            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": names[role]}}}],
+             "ports": [{"protocol": "TCP", "port": port}]}
+            for role, port in limit.destinations
+        ],
+    }
 
 
 def policy_spec(flow: Flow, names: Mapping[str, str]) -> dict:

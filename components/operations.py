@@ -7,7 +7,15 @@ from __future__ import annotations
 import pulumi
 
 from components import backups as backup_jobs
-from components import mlflow_server, object_store, observability, postgres_cluster, temporal_stack, vault_server
+from components import (
+    mlflow_server,
+    model_serving,
+    object_store,
+    observability,
+    postgres_cluster,
+    temporal_stack,
+    vault_server,
+)
 from components.backups import (
     Backups,
     BackupsArgs,
@@ -20,6 +28,7 @@ from components.backups import (
 from components.cluster import ClusterFoundation
 from components.config import PROJECT
 from components.mlflow_server import MlflowServer
+from components.model_serving import ModelServing
 from components.monitoring import AlertTargets, PlatformMonitoringArgs
 from components.object_store import ObjectStore
 from components.observability import ObservabilityStack
@@ -110,6 +119,7 @@ def monitoring_args(
             base_backup_schedule=config.backups.base_backup_schedule if plan.has("cnpg-backup") else None,
             minio_namespace=names[object_store.NAMESPACE] if plan.monitors("objects") else None,
             vault_namespace=names[vault_server.NAMESPACE] if plan.monitors("vault") else None,
+            serving_namespace=names[model_serving.NAMESPACE] if plan.monitors("serving") else None,
         ),
     )
 
@@ -133,6 +143,7 @@ def export_outputs(
     postgres: PostgresCluster,
     redis: Redis,
     mlflow: MlflowServer,
+    serving: ModelServing | None,
     temporal: TemporalStack,
     backups: Backups,
 ) -> None:
@@ -152,6 +163,9 @@ def export_outputs(
             "mlflow_admin_password_command",
             _read_secret_command(plan, namespaces[mlflow_server.NAMESPACE], mlflow.auth_secret, admin_password),
         )
+    if serving is not None:
+        # In-cluster prediction URLs by served model; from the laptop (dev) local_urls.serving is the first model.
+        pulumi.export("serving_urls", serving.urls)
     pulumi.export("s3_endpoint", store.endpoint)
     pulumi.export("buckets", store.bucket_names)
     pulumi.export("postgres_host", postgres.host)

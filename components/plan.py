@@ -19,6 +19,7 @@ from components import (
     cnpg_backup_plugin,
     cnpg_operator,
     mlflow_server,
+    model_serving,
     object_store,
     observability,
     postgres_cluster,
@@ -28,7 +29,16 @@ from components import (
     vault_server,
 )
 from components.config import StackConfig
-from components.facts import ANYWHERE, CLIENTS, BucketUse, ComponentFacts, Flow, NodePortTarget, PodSecurity
+from components.facts import (
+    ANYWHERE,
+    CLIENTS,
+    BucketUse,
+    ComponentFacts,
+    EgressLimit,
+    Flow,
+    NodePortTarget,
+    PodSecurity,
+)
 
 FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "vault": vault_server.facts,
@@ -40,6 +50,7 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "postgres": postgres_cluster.facts,
     "redis": redis.facts,
     "mlflow": mlflow_server.facts,
+    "serving": model_serving.facts,
     "temporal": temporal_stack.facts,
     "backups": backups.facts,
 }
@@ -105,6 +116,8 @@ class PlatformPlan:
     """Databases on the PostgresCluster; the first is created at bootstrap."""
     flows: tuple[Flow, ...]
     """Ingress admitted across namespaces; everything else is denied."""
+    egress: tuple[EgressLimit, ...]
+    """Namespaces whose egress is limited to named destinations (and DNS); the others' egress is open."""
     node_ports: Mapping[str, PlannedNodePort]
     """Host NodePorts by `nodePorts` key."""
     backups: Mapping[str, BucketUse]
@@ -163,6 +176,7 @@ def platform_plan(config: StackConfig) -> PlatformPlan:
         bucket_consumers=consumers,
         databases=_databases(config, every),
         flows=_flows(every, set(namespaces), consumers, node_ports, scraped="objects" in monitored),
+        egress=_egress(every, set(namespaces)),
         node_ports=node_ports,
         backups=backups.jobs(config) if "backups" in components else {},
         monitored=monitored,
@@ -191,6 +205,8 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
         "postgres",
         "redis",
         "mlflow",
+        # Model serving reads MLflow's registry; with no model listed there is nothing to build.
+        *(["serving"] if config.serving.models else []),
         "temporal",
         "backups",
         *(["monitoring"] if watched else []),
@@ -269,6 +285,13 @@ def _flows(
     ]
     # A flow none of whose sources exist is dropped: a policy with an empty `from` admits every source.
     return tuple(flow for flow in existing if flow.sources)
+
+
+def _egress(every: list[ComponentFacts], roles: set[str]) -> tuple[EgressLimit, ...]:
+    """Each declared egress limit of a namespace that exists; a destination namespace that does not exist is left
+    out, so the limit only ever narrows."""
+    limits = [limit for facts in every for limit in facts.egress if limit.namespace in roles]
+    return tuple(replace(limit, destinations=tuple(d for d in limit.destinations if d[0] in roles)) for limit in limits)
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -27,6 +27,8 @@ needs_promtool = needs_debian(PROMTOOL is None, reason="promtool (Debian package
 needs_amtool = needs_debian(AMTOOL is None, reason="amtool (Debian package prometheus-alertmanager) is not installed")
 
 DATA, MLFLOW, TEMPORAL, STORAGE = "mlops-data", "mlops-mlflow", "mlops-temporal", "mlops-storage"
+SERVING = "mlops-serving"
+SERVED = {"namespace": SERVING, "model": "example-model", "alias": "champion", "pod": "example-0"}
 
 
 def rule_groups(rendering) -> list[dict]:
@@ -70,6 +72,7 @@ def test_the_alert_set_per_stack(dev, prod):
     assert set(rules_by_alert(rule_groups(dev))) == {
         "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
         "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown", "ObjectStoreDown",
+        "ModelServingErrors", "ModelServingNotReady",
     }
     assert set(rules_by_alert(rule_groups(prod))) == {
         "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
@@ -146,6 +149,21 @@ DEV_CASES = [
     ("minio stops answering", "ObjectStoreDown", "1m",
      [series("up", {"namespace": STORAGE, "service": "minio"}, "0x20")], [("4m", None), ("8m", {"namespace": STORAGE, "service": "minio"})]),
     ("minio answers", "ObjectStoreDown", "1m", [series("up", {"namespace": STORAGE, "service": "minio"}, "1x20")], [("15m", None)]),
+    # Half of the predictions answer 503 (no model loaded): past the 5 % share, for longer than 10 minutes.
+    ("a model answers 503 to half its requests", "ModelServingErrors", "1m",
+     [series("model_serving_requests_total", {**SERVED, "status": "503"}, "0+60x30"),
+      series("model_serving_requests_total", {**SERVED, "status": "200"}, "0+60x30")],
+     [("8m", None), ("15m", {"namespace": SERVING, "model": "example-model", "alias": "champion"})]),
+    ("one failure in a hundred, and client errors", "ModelServingErrors", "1m",
+     [series("model_serving_requests_total", {**SERVED, "status": "500"}, "0+1x30"),
+      series("model_serving_requests_total", {**SERVED, "status": "400"}, "0+50x30"),
+      series("model_serving_requests_total", {**SERVED, "status": "200"}, "0+100x30")],
+     [("20m", None)]),
+    ("a serving pod stays not ready", "ModelServingNotReady", "1m",
+     [series("kube_deployment_status_replicas_unavailable", {"namespace": SERVING, "deployment": "example"}, "1x30")],
+     [("8m", None), ("15m", {"namespace": SERVING, "deployment": "example"})]),
+    ("every serving pod ready", "ModelServingNotReady", "1m",
+     [series("kube_deployment_status_replicas_unavailable", {"namespace": SERVING, "deployment": "example"}, "0x30")], [("20m", None)]),
 ]
 PODS = {"namespace": DATA, "pod": "postgres-1"}
 BASE_STALE_MINUTES = (86400 + 3 * 3600) // 60
@@ -364,6 +382,10 @@ SERVED_METRICS = {
     "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp": "plugin-barman-cloud docs 'Observability'",
     "barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp": "plugin-barman-cloud docs 'Observability'",
     "vault_core_unsealed": "Vault docs 'Telemetry metrics reference' (core)",
+    "kube_deployment_status_replicas_unavailable": "kube-state-metrics docs/metrics/workload/deployment-metrics.md",
+    "model_serving_requests_total": "the serving app (components/model_serving/app.py), real scrape",
+    "model_serving_request_duration_seconds_bucket": "the serving app, real scrape",
+    "model_version_info": "the serving app, real scrape",
 }
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 

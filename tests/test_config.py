@@ -40,7 +40,7 @@ def test_dev_stack_file_is_the_seed_platform():
     assert config.node_ports == {
         "minioApi": 30900, "minioConsole": 30901, "mlflow": 30500,
         "postgres": 30543, "redis": 30679, "temporalGrpc": 30700, "temporalUi": 30233,
-        "prometheus": 30090, "grafana": 30030, "loki": 30100,
+        "prometheus": 30090, "grafana": 30030, "loki": 30100, "serving": 30800,
     }
     assert config.observability.enabled is True
     assert config.protect_state is False
@@ -245,3 +245,58 @@ def test_any_value_anywhere_is_accepted_or_worded_never_a_traceback(stack):
 )
 def test_zero_sizes_counts_and_retentions_are_refused(raw, key):
     assert f"mlops-platform:{key} = " in problems_for(raw)
+
+
+# --- serving.models ------------------------------------------------------------------------------------------------
+
+
+def served(**fields) -> dict:
+    return {"name": "churn", "model": "churn-classifier", **fields}
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        (
+            [served(), served(model="other"), served(name="fraud"), served(name="fraud")],
+            [
+                'mlops-platform:serving.models[1].name = "churn": already the name of serving.models[0]; each name must be unique',
+                'mlops-platform:serving.models[3].name = "fraud": already the name of serving.models[2]',
+            ],
+        ),
+        ([served(alias="latest")], ['mlops-platform:serving.models[0].alias = "latest": expected an MLflow alias']),
+        ([served(alias="v2")], ['mlops-platform:serving.models[0].alias = "v2": expected an MLflow alias']),
+        ([served(alias="champion!")], ['mlops-platform:serving.models[0].alias = "champion!": expected an MLflow alias']),
+        ([served(replicas=0)], ["mlops-platform:serving.models[0].replicas = 0: expected a whole number from 1 to 20"]),
+        ([served(name="Churn_Model")], ['mlops-platform:serving.models[0].name = "Churn_Model": expected a lowercase DNS label']),
+        ([served(model="team/churn")], ['mlops-platform:serving.models[0].model = "team/churn": expected a registered model name']),
+        ([{"name": "churn"}], ["mlops-platform:serving.models[0].model = null: required"]),
+        ([served(replica=2)], ["mlops-platform:serving.models[0].replica = 2: unknown key (a typo?); allowed keys: alias, model, name, replicas, resources"]),
+        ("churn", ['mlops-platform:serving.models = "churn": expected a list of models']),
+        (
+            [served(resources={"requests": {"memory": "2Gi"}})],
+            ['mlops-platform:serving.models[0].resources.requests.memory = "2Gi": must not exceed its limit 1Gi'],
+        ),
+    ],
+)
+def test_bad_served_models_are_named_by_their_index(models, expected):
+    message = problems_for({"serving": {"models": models}})
+    for line in expected:
+        assert line in message
+
+
+def test_served_models_default_to_one_replica_following_champion_and_an_empty_list_serves_nothing():
+    config = parse_stack_config("any", {"serving": {"models": [served(resources={"limits": {"memory": "2Gi"}})]}})
+    (model,) = config.serving.models
+    assert (model.alias, model.replicas) == ("champion", 1)
+    # A partial resources block keeps the defaults it does not name.
+    assert model.resources.requests == {"cpu": "100m", "memory": "384Mi"} and model.resources.limits == {"cpu": "1", "memory": "2Gi"}
+    for empty in ({}, {"serving": None}, {"serving": {"models": None}}, {"serving": {"models": []}}):
+        config = parse_stack_config("any", empty)
+        assert config.serving.models == () and "serving" not in config.namespace_roles
+
+
+def test_prod_serves_no_model_yet_and_dev_the_example():
+    assert parse_stack_config("prod", {**stack_file("prod"), "vaultToken": "set"}).serving.models == ()
+    (example,) = parse_stack_config("dev", stack_file("dev")).serving.models
+    assert (example.name, example.model, example.alias) == ("example", "example-model", "champion")

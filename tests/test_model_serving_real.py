@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from components import mlflow_server
 from components import model_serving as serving
+from tests.conftest import rendered
 from tests.realservers import (
     LocalMapping,
     apply_declared_roles_and_databases,
@@ -51,6 +52,7 @@ from tests.realservers import (
     wait_for_http,
 )
 from tests.support import container, secret_data
+from tools.render import Rendering, render_stack
 
 pd = pytest.importorskip("pandas")
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn (an MLflow dependency, shipped in the -full image)")
@@ -210,8 +212,18 @@ def cluster_dns(root: Path, *hosts: str) -> dict[str, str]:
     return {"PYTHONPATH": str(shim), "TEST_LOOPBACK_HOSTS": ",".join(hosts)}
 
 
+SERVING_NAMESPACE = "mlops-serving"
+
+
+def rendered_server(rendering: Rendering, deployment: str) -> dict:
+    """The serving container of a rendered Deployment in the serving namespace."""
+    (found,) = [d for d in rendering.find_all(kind="Deployment", name=deployment) if d.metadata["namespace"] == SERVING_NAMESPACE]
+    return container(found.manifest(redact=False), "server")
+
+
 def start_serving_pod(root: Path, env: dict[str, str], mlflow_port: int) -> ServingPod:
-    """Run SERVE_COMMAND with `env` (the container's environment) as the kubelet would, MLflow on `mlflow_port`."""
+    """Run the rendered container's command with `env` (the container's environment) as the kubelet would, MLflow on
+    `mlflow_port`."""
     root.mkdir(parents=True, exist_ok=True)
     app_dir, tmp = root / "app", root / "tmp"
     for directory in (app_dir, tmp):
@@ -220,7 +232,7 @@ def start_serving_pod(root: Path, env: dict[str, str], mlflow_port: int) -> Serv
     shutil.copy(serving.APP_SOURCE, app_dir / serving.APP_FILE)
     port = free_port()
     mapping = LocalMapping(paths={serving.APP_DIR: app_dir, "/tmp": tmp}, text={IN_CLUSTER_MLFLOW: f"http://{MLFLOW_HOST}:{mlflow_port}"})
-    argv = container_command({"command": list(serving.SERVE_COMMAND)}, mapping)
+    argv = container_command(rendered_server(rendered("dev"), "example"), mapping)
     argv[argv.index("--port") + 1] = str(port)
     process_env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
@@ -250,8 +262,11 @@ def serving_pod(root: Path, env: dict[str, str], mlflow_port: int) -> Iterator[S
 
 
 def pod_env(model: str = MODEL, alias: str = "champion", poll_seconds: int = 1, **extra: str) -> dict[str, str]:
-    """The container environment the component renders (a one-second poll, so alias moves show quickly)."""
-    return {**serving.serve_env(IN_CLUSTER_MLFLOW, model, alias, poll_seconds), **extra}
+    """The container environment of the dev stack's rendered serving Deployment, with this test's model and alias
+    and a one-second poll, so alias moves show quickly."""
+    env = {item["name"]: item["value"] for item in rendered_server(rendered("dev"), "example")["env"]}
+    assert env == serving.serve_env(IN_CLUSTER_MLFLOW, "example-model", "champion"), "the dev pod has no secret env"
+    return {**env, serving.ENV_MODEL: model, serving.ENV_ALIAS: alias, serving.ENV_POLL: str(poll_seconds), **extra}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -567,16 +582,22 @@ def test_an_unknown_model_or_alias_leaves_the_pod_alive_and_not_ready_with_the_r
 PROD_POSTGRES = "postgres-rw.mlops-data.svc.cluster.local:5432"
 AWS_S3 = "https://s3.eu-central-1.amazonaws.com"
 PROD_BUCKET = "acme-mlops-prod-mlflow-artifacts"
-SERVING_USER = "model-serving"
 
 
 @pytest.fixture(scope="module")
-def prod_mlflow(renderings, tmp_path_factory):
+def prod_serving() -> Rendering:
+    """Prod (MLflow with basic auth, secrets in Vault) serving this test's model: the reader Job and the pod's
+    Secret references exist only where a model is listed."""
+    return render_stack("prod", overrides={"mlops-platform:serving": {"models": [{"name": "tiny", "model": MODEL}]}})
+
+
+@pytest.fixture(scope="module")
+def prod_mlflow(prod_serving, tmp_path_factory):
     """The rendered prod MLflow pod, as tests/test_mlflow_prod_real.py runs it: db upgrade, then one server."""
     if postgres_bin() is None or shutil.which("openssl") is None:
         pytest.skip("Debian's postgresql (and openssl) are not installed (scripts/test.sh installs them)")
     pytest.importorskip("psycopg2", reason="MLflow's PostgreSQL driver (psycopg2-binary, test requirements)")
-    prod = renderings["prod"]
+    prod = prod_serving
     deployment = prod.find(kind="Deployment", name="mlflow").manifest(redact=False)
     root = tmp_path_factory.mktemp("serving-mlflow-prod")
     moto_port, port = free_port(), free_port()
@@ -618,39 +639,89 @@ def prod_mlflow(renderings, tmp_path_factory):
         moto.stop()
 
 
-def test_with_mlflow_auth_a_read_only_user_serves_the_model(prod_mlflow, tmp_path, monkeypatch):
+def run_reader_job(rendering: Rendering, mlflow_port: int, root: Path) -> subprocess.CompletedProcess:
+    """The rendered bootstrap Job's container (command, environment, Secrets from the rendered ones), MLflow mapped to
+    `mlflow_port`; the process resolves MLflow's in-cluster name only."""
+    (job,) = [j for j in rendering.find_all(kind="Job") if j.metadata["labels"]["app.kubernetes.io/name"] == serving.APP]
+    worker = container(job.manifest(redact=False), "create-reader")
+    mapping = LocalMapping(text={IN_CLUSTER_MLFLOW: f"http://{MLFLOW_HOST}:{mlflow_port}"})
+    env = {**container_env(worker, rendering, job.metadata["namespace"], mapping), **cluster_dns(root, MLFLOW_HOST)}
+    return subprocess.run(container_command(worker, mapping), env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_reader_job_creates_a_read_only_user_and_converges_on_every_run(prod_mlflow, prod_serving, tmp_path):
+    from mlflow.server.auth.client import AuthServiceClient
+
+    first = run_reader_job(prod_serving, prod_mlflow["port"], tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"event=user result=created username={serving.READER_USERNAME}" in first.stdout
+    assert f"result=granted username={serving.READER_USERNAME} registered_model={MODEL} permission=READ" in first.stdout
+    assert f"result=granted username={serving.READER_USERNAME} experiment=* permission=READ" in first.stdout
+    # A second run (a replaced Job, a retried pod) succeeds and changes nothing that matters.
+    again = run_reader_job(prod_serving, prod_mlflow["port"], tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "event=user result=password_set" in again.stdout and again.stdout.count("result=regranted") == 2
+    # A grant widened by hand is narrowed back to READ by the next run.
+    with resolve_to_loopback(MLFLOW_HOST), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", prod_mlflow["admin"][0])
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", prod_mlflow["admin"][1])
+        admin = AuthServiceClient(prod_mlflow["url"])
+        admin.revoke_user_permission(serving.READER_USERNAME, "registered_model", MODEL)
+        admin.grant_user_permission(serving.READER_USERNAME, "registered_model", MODEL, "MANAGE")
+        assert run_reader_job(prod_serving, prod_mlflow["port"], tmp_path).returncode == 0
+        assert admin.get_user_permission(serving.READER_USERNAME, "registered_model", MODEL).permission == "READ"
+
+
+def test_the_reader_job_fails_loudly_with_a_wrong_admin_password(prod_mlflow, prod_serving, tmp_path, monkeypatch):
+    import tests.realservers as realservers
+
+    def wrong_admin(rendering, namespace, name):
+        data = secret_data(rendering, namespace, name)
+        return {**data, "admin-password": "not-the-admin-password"} if name == "mlflow-auth" else data
+
+    monkeypatch.setattr(realservers, "secret_data", wrong_admin)
+    result = run_reader_job(prod_serving, prod_mlflow["port"], tmp_path)
+    assert result.returncode != 0
+    assert "event=failed HTTP 401" in result.stderr, result.stdout + result.stderr
+
+
+def test_with_mlflow_auth_the_rendered_pod_serves_as_the_read_only_user(prod_mlflow, prod_serving, tmp_path, monkeypatch):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
-    url, password = prod_mlflow["url"], "read-only-serving-password"
+    url = prod_mlflow["url"]
+    assert run_reader_job(prod_serving, prod_mlflow["port"], tmp_path).returncode == 0
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", prod_mlflow["admin"][0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", prod_mlflow["admin"][1])
     with resolve_to_loopback(MLFLOW_HOST):
-        # What the platform's bootstrap does before any model exists: the user and a READ grant on the model's name.
-        admin = AuthServiceClient(url)
-        admin.create_user(SERVING_USER, password)
-        admin.grant_user_permission(SERVING_USER, "registered_model", MODEL, "READ")
-        # A training pipeline (as the admin here) registers the model later.
+        # A training pipeline (as the admin here) registers the model after the user exists.
         version = register_version(url, 2.0, experiment="prod-training")
         set_alias(url, "champion", version)
         expected = pyfunc_predictions(url, f"models:/{MODEL}@champion")
+        # Someone narrows the user to its registered model alone.
+        admin = AuthServiceClient(url)
+        admin.revoke_user_permission(serving.READER_USERNAME, "experiment", "*")
 
-        env = pod_env(MLFLOW_TRACKING_USERNAME=SERVING_USER, MLFLOW_TRACKING_PASSWORD=password)
-        with serving_pod(tmp_path / "pod", env, prod_mlflow["port"]) as pod:
+        # The rendered prod pod: its command, its environment, its credentials from the rendered reader Secret (a
+        # one-second poll instead of 30, so the test need not wait).
+        env = container_env(rendered_server(prod_serving, "tiny"), prod_serving, SERVING_NAMESPACE, LocalMapping())
+        assert env[serving.CREDENTIAL_ENV[0]] == serving.READER_USERNAME
+        with serving_pod(tmp_path / "pod", {**env, serving.ENV_POLL: "1"}, prod_mlflow["port"]) as pod:
             # READ on the registered model resolves the alias, but the version's files are the logged model's, which
             # MLflow's artifact proxy guards by the experiment it was logged in: a clear reason, not a crash.
             reason = eventually(lambda: "cannot load" in call(pod.port, "/readyz").body.decode() and call(pod.port, "/readyz"),
                                 what="a permission reason")
             assert reason.status == 503 and ("403" in reason.json()["reason"] or "PERMISSION_DENIED" in reason.json()["reason"]), reason.json()
-            # Versions may come from any experiment, so the grant is READ on experiments (read-only, no writes).
-            admin.grant_user_permission(SERVING_USER, "experiment", "*", "READ")
+            # The Job's next run restores READ on every experiment; the pod picks it up without a restart.
+            rerun = run_reader_job(prod_serving, prod_mlflow["port"], tmp_path)
+            assert "result=granted username=model-serving experiment=* permission=READ" in rerun.stdout, rerun.stdout + rerun.stderr
             assert pod.wait_ready(version, timeout=120)["version"] == version
             answer = predict(pod.port, "dataframe_records")
             assert (answer.status, answer.json()) == (200, {"predictions": expected})
 
         # Read-only: the serving user cannot move the alias it follows.
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", SERVING_USER)
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", env[serving.CREDENTIAL_ENV[0]])
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", env[serving.CREDENTIAL_ENV[1]])
         with pytest.raises(MlflowException, match=r"PERMISSION_DENIED|403"):
             MlflowClient(tracking_uri=url).set_registered_model_alias(MODEL, "champion", version)

@@ -92,7 +92,8 @@ def test_each_dev_node_port_is_admitted_on_its_target_port_only(dev):
     node_port_policies = {
         name: spec for by_name in policies(dev).values() for name, spec in by_name.items() if name.startswith("allow-node-port")
     }
-    assert len(node_port_policies) == 10
+    # The seed port map and model serving's 30800.
+    assert len(node_port_policies) == 11
     assert all(len(ports(spec)) == 1 and sources(spec) == {"anywhere"} for spec in node_port_policies.values())
 
 
@@ -122,7 +123,9 @@ def test_without_observability_there_is_no_scrape_flow_nor_its_node_ports():
     rendering = render_stack("dev", overrides={"mlops-platform:observability": {"enabled": False}})
     assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
     # The nodePorts block still names them, but nothing serves them: no URL to hand out.
-    assert set(rendering.outputs["local_urls"]) == {"minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi"}
+    assert set(rendering.outputs["local_urls"]) == {
+        "minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi", "serving",
+    }
 
 
 def test_only_the_sync_operator_reads_vault_and_the_api_server_reaches_its_webhook(prod):
@@ -175,6 +178,8 @@ EXPECTED_SOURCES = {
         ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
         ("mlops-data", "allow-redis-clients"): {"clients"},
         ("mlops-mlflow", "allow-mlflow-clients"): {"clients"},
+        # The serving pods load models through MLflow (it proxies artifacts): their one flow into the platform.
+        ("mlops-mlflow", "allow-mlflow-model-serving"): {"mlops-serving"},
         ("mlops-mlflow", "allow-node-port-30500"): {"anywhere"},
         ("mlops-observability", "allow-node-port-30030"): {"anywhere"},
         ("mlops-observability", "allow-node-port-30090"): {"anywhere"},
@@ -186,8 +191,10 @@ EXPECTED_SOURCES = {
         ("mlops-temporal", "allow-node-port-30233"): {"anywhere"},
         ("mlops-temporal", "allow-node-port-30700"): {"anywhere"},
         ("mlops-temporal", "allow-temporal-clients"): {"clients"},
+        ("mlops-serving", "allow-serving-clients"): {"clients"},
+        ("mlops-serving", "allow-node-port-30800"): {"anywhere"},
         **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
-           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal")},
+           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal", "mlops-serving")},
     },
     "prod": {
         ("mlops-cert-manager", "allow-cert-manager-webhook"): {"anywhere"},
@@ -232,9 +239,24 @@ def test_every_policy_admits_exactly_its_expected_sources(renderings, stack):
         (namespace, name): peer_names(spec)
         for namespace, by_name in policies(renderings[stack]).items()
         for name, spec in by_name.items()
-        if name not in ("default-deny-ingress", "allow-same-namespace")
+        if name not in ("default-deny-ingress", "allow-same-namespace") and "Ingress" in spec["policyTypes"]
     }
     assert found == EXPECTED_SOURCES[stack]
+
+
+def test_model_serving_may_send_to_mlflow_and_dns_only(dev, prod):
+    limits = {(ns, name): spec for ns, by_name in policies(dev).items() for name, spec in by_name.items() if "Egress" in spec["policyTypes"]}
+    assert list(limits) == [("mlops-serving", "limit-egress")]
+    spec = limits["mlops-serving", "limit-egress"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Egress"]
+    dns, mlflow = spec["egress"]
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert mlflow == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlops-mlflow"}}}],
+                      "ports": [{"protocol": "TCP", "port": 5000}]}
+    # Prod serves no model: no namespace, no limit; every other namespace keeps open egress.
+    assert not [name for by_name in policies(prod).values() for name in by_name if name == "limit-egress"]
 
 
 def test_anywhere_is_only_for_callers_that_cannot_be_pods():

@@ -12,7 +12,16 @@ import pulumi
 import pytest
 import yaml
 
-from components import mlflow_server, object_store, observability, plan, postgres_cluster, redis, temporal_stack
+from components import (
+    mlflow_server,
+    model_serving,
+    object_store,
+    observability,
+    plan,
+    postgres_cluster,
+    redis,
+    temporal_stack,
+)
 from components.config import NODE_PORT_ROLES, parse_stack_config
 from components.facts import ANYWHERE, CLIENTS, ComponentFacts, NamespaceFact, PodSecurity
 from components.plan import PlanError, PlatformPlan, platform_plan
@@ -20,7 +29,7 @@ from tools.render import ROOT
 
 SEED_PORTS = {
     "minioApi": 30900, "minioConsole": 30901, "mlflow": 30500, "postgres": 30543, "redis": 30679,
-    "temporalGrpc": 30700, "temporalUi": 30233, "prometheus": 30090, "grafana": 30030, "loki": 30100,
+    "temporalGrpc": 30700, "temporalUi": 30233, "prometheus": 30090, "grafana": 30030, "loki": 30100, "serving": 30800,
 }
 
 
@@ -58,9 +67,10 @@ def consumers(planned: PlatformPlan) -> dict[str, tuple[str, tuple[str, ...]]]:
 
 def test_components_come_in_dependency_order(dev, prod):
     assert dev.components == (
-        "cluster", "network", "observability", "objects", "cnpg", "postgres", "redis", "mlflow", "temporal", "backups",
-        "monitoring",
+        "cluster", "network", "observability", "objects", "cnpg", "postgres", "redis", "mlflow", "serving", "temporal",
+        "backups", "monitoring",
     )
+    # prod serves no model yet (Pulumi.prod.yaml says why), so it has no serving component.
     # prod: Vault and its secret sync first; Loki keeps its chunks in S3, so observability follows the store.
     assert prod.components == (
         "cluster", "vault", "network", "secrets", "objects", "observability", "cnpg", "cnpg-backup", "postgres", "redis",
@@ -93,8 +103,10 @@ def test_installing_vault_builds_vault_alone_in_closed_namespaces():
 
 def test_namespaces_are_prefixed_and_restricted_unless_a_component_says_why_not(dev, prod):
     assert dev.namespace_names() == {
-        role: f"mlops-{role}" for role in ("storage", "mlflow", "data", "temporal", "cnpg", "observability", "node-metrics")
+        role: f"mlops-{role}"
+        for role in ("storage", "mlflow", "data", "temporal", "cnpg", "observability", "node-metrics", "serving")
     }
+    assert "serving" not in prod.namespaces
     levels = {role: ns.pod_security.level for p in (dev, prod) for role, ns in p.namespaces.items()}
     assert {role: level for role, level in levels.items() if level != "restricted"} == {"node-metrics": "privileged"}
     for role in ("observability", "vault", "external-secrets"):
@@ -167,7 +179,7 @@ def test_what_is_backed_up(dev, prod):
 
 
 def test_what_is_monitored(dev, prod):
-    assert dev.monitored == ("objects", "postgres", "mlflow", "temporal")
+    assert dev.monitored == ("objects", "postgres", "mlflow", "serving", "temporal")
     assert prod.monitored == ("vault", "postgres", "mlflow", "temporal")
 
 
@@ -184,12 +196,20 @@ def test_the_dev_plan_exposes_exactly_the_seed_port_map(dev):
         "temporalGrpc": ("temporal", temporal_stack.GRPC_PORT), "temporalUi": ("temporal", temporal_stack.UI_PORT),
         "prometheus": ("observability", observability.PROMETHEUS_PORT),
         "grafana": ("observability", observability.GRAFANA_PORT), "loki": ("observability", observability.LOKI_PORT),
+        "serving": ("serving", model_serving.PORT),
     }
     node_port_flows = {f.name: (f.namespace, f.ports, f.sources) for f in dev.flows if f.name.startswith("node-port-")}
     assert node_port_flows == {
         f"node-port-{SEED_PORTS[role]}": (namespace, (port,), (ANYWHERE,)) for role, (namespace, port) in targets.items()
     }
     assert targets["mlflow"] == ("mlflow", 5000) and targets["grafana"] == ("observability", 3000)
+
+
+def test_only_model_serving_limits_its_egress_to_mlflow(dev, prod):
+    assert [(limit.namespace, limit.destinations) for limit in dev.egress] == [("serving", (("mlflow", mlflow_server.PORT),))]
+    assert prod.egress == ()
+    assert flow(dev, "mlflow-model-serving", "mlflow").sources == ("serving",)
+    assert flow(dev, "serving-clients", "serving").ports == (model_serving.PORT,)
 
 
 def test_prod_exposes_no_node_port(prod):

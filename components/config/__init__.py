@@ -24,6 +24,7 @@ from components.config.observability import (
 from components.config.postgres import MLFLOW_DATABASES, TEMPORAL_DATABASES, PostgresConfig, RecoveryConfig
 from components.config.redis import RedisConfig
 from components.config.resources import RESOURCE_NAMES, ResourceSpec
+from components.config.serving import ServedModel, ServingConfig
 from components.config.stack import (
     BLOCK_KEYS,
     PROJECT,
@@ -73,6 +74,8 @@ __all__ = [
     "ResourceSpec",
     "RetentionConfig",
     "SecretsConfig",
+    "ServedModel",
+    "ServingConfig",
     "StackConfig",
     "StackSettings",
     "StorageConfig",

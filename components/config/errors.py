@@ -74,7 +74,8 @@ class _Wording:
         """The keys users may write in the block at `path`, as they write them."""
         shape: Any = self.root
         for part in path:
-            shape = _keys(shape).get(part)
+            # A list item (serving.models[0]) has the keys of the list's item type.
+            shape = _item_type(shape) if isinstance(part, int) else _keys(shape).get(part)
         extra = self.root_extra_keys if not path else ()
         return sorted({*_keys(shape), *extra})
 
@@ -89,6 +90,14 @@ def _keys(shape: Any) -> dict[str, Any]:
     if typing_extensions.is_typeddict(shape):
         return typing_extensions.get_type_hints(shape)
     return {}
+
+
+def _item_type(shape: Any) -> Any:
+    """The item type of a list or tuple shape (`tuple[ServedModel, ...]` -> ServedModel), or None."""
+    shape = _unwrap(shape)
+    if typing.get_origin(shape) in (list, tuple):
+        return typing.get_args(shape)[0]
+    return None
 
 
 def _unwrap(shape: Any) -> Any:

@@ -17,6 +17,7 @@ from components.config.observability import ObservabilityConfig
 from components.config.postgres import MLFLOW_DATABASES, TEMPORAL_DATABASES, PostgresConfig
 from components.config.problems import Problem, reject
 from components.config.redis import RedisConfig
+from components.config.serving import ServingConfig
 from components.config.storage import StorageConfig
 from components.config.temporal import TemporalConfig
 from components.config.vault import SecretsConfig, VaultConfig
@@ -35,7 +36,8 @@ SECRET_KEYS: Mapping[str, str] = {
 """Secret settings (`pulumi config set --secret`); only their presence is checked here, values are read as secrets."""
 R2_SECRET_KEYS = {key: SECRET_KEYS[key] for key in ("r2AccessKeyId", "r2SecretAccessKey", "cloudflareApiToken")}
 BLOCK_KEYS = (
-    "storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "secrets", "vault", "nodePorts",
+    "storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "secrets", "vault",
+    "serving", "nodePorts",
 )
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
 
@@ -86,6 +88,7 @@ class StackSettings(Block):
         None,
         description="Vault settings; only with secrets.store vault (absent then: the defaults).",
     )
+    serving: ServingConfig = Field(ServingConfig(), description="Registered MLflow models served over HTTP.")
     node_ports: NodePorts = Field(
         default_factory=dict,
         description="Host-reachable NodePorts by service role; empty means ClusterIP Services only.",
@@ -225,7 +228,8 @@ class StackConfig(StackSettings):
         vault = ((("vault",) if self.vault.deploy else ()) + ("external-secrets",)) if self.vault else ()
         if self.installing_vault:
             return vault
-        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability, *vault)
+        serving = ("serving",) if self.serving.models else ()
+        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability, *vault, *serving)
 
     @property
     def installing_vault(self) -> bool:

@@ -1,64 +1,88 @@
-"""How a model-serving pod runs the app in `app.py`: the file delivered to it, the command, the port and the
-environment. The ModelServing component renders these; the real-server tests run exactly the same command and
-environment on 127.0.0.1. No Pulumi here: this module is plain data.
-"""
+"""Model serving: registered MLflow models behind our FastAPI app (`app.py`), one Deployment and Service per model
+(`component.py`). `pod.py` says how a pod runs the app (file, command, port, environment) as plain data, which the
+real-server tests run as is; `reader.py` is the bootstrap Job's script that creates the read-only MLflow user."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-APP_SOURCE = Path(__file__).with_name("app.py")
-"""The app, delivered to the pod as the only key of a ConfigMap (it imports nothing from this repository)."""
-APP_FILE = "app.py"
-"""Key of the ConfigMap and file name in the mounted directory."""
-APP_DIR = "/opt/model-serving"
-"""Where the ConfigMap is mounted (read-only) in the serving container."""
-PORT = 8080
-"""The app's HTTP port: predictions, probes and metrics."""
-DOWNLOAD_DIR = "/tmp/models"
-"""Where model versions are downloaded: on the pod's /tmp emptyDir (the root filesystem is read-only)."""
-
-SERVE_COMMAND: tuple[str, ...] = (
-    # A factory: the app is built, from the environment, only when uvicorn starts it.
-    "uvicorn", "app:create_app", "--factory",
-    "--app-dir", APP_DIR,
-    "--host", "0.0.0.0",
-    "--port", str(PORT),
-    # One process per pod: one copy of the model in memory and one set of metrics; scale with replicas.
-    "--workers", "1",
-    # Request counts and latencies are in /metrics; a log line per prediction would only fill Loki.
-    "--no-access-log",
-    # On SIGTERM (a rollout or a drained node), requests in flight get this long to finish.
-    "--timeout-graceful-shutdown", "20",
+from components import mlflow_server
+from components.config import StackConfig
+from components.facts import CLIENTS, ComponentFacts, EgressLimit, Flow, Metrics, NamespaceFact, NodePortTarget
+from components.model_serving.component import (
+    APP,
+    READER_SECRET,
+    READER_USERNAME,
+    MlflowReader,
+    ModelServing,
+    ModelServingArgs,
+    ServedModelArgs,
 )
-"""The container's command (the pinned MLflow image has uvicorn on its PATH)."""
+from components.model_serving.pod import (
+    APP_DIR,
+    APP_FILE,
+    APP_SOURCE,
+    CREDENTIAL_ENV,
+    DEFAULT_POLL_SECONDS,
+    DOWNLOAD_DIR,
+    ENV_ALIAS,
+    ENV_DOWNLOAD_DIR,
+    ENV_MODEL,
+    ENV_POLL,
+    ENV_TRACKING_URI,
+    METRICS_PATH,
+    PORT,
+    PROBES,
+    READER_SOURCE,
+    SERVE_COMMAND,
+    serve_env,
+)
 
-ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
-ENV_MODEL = "SERVING_MODEL_NAME"
-ENV_ALIAS = "SERVING_MODEL_ALIAS"
-ENV_POLL = "SERVING_POLL_SECONDS"
-ENV_DOWNLOAD_DIR = "SERVING_DOWNLOAD_DIR"
-CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-"""With MLflow basic auth: the read-only user's name and password, each from a Secret key (never a literal)."""
+__all__ = [
+    "APP",
+    "APP_DIR",
+    "APP_FILE",
+    "APP_SOURCE",
+    "CREDENTIAL_ENV",
+    "DEFAULT_POLL_SECONDS",
+    "DOWNLOAD_DIR",
+    "ENV_ALIAS",
+    "ENV_DOWNLOAD_DIR",
+    "ENV_MODEL",
+    "ENV_POLL",
+    "ENV_TRACKING_URI",
+    "METRICS_PATH",
+    "NAMESPACE",
+    "NODE_PORT",
+    "PORT",
+    "PROBES",
+    "READER_SECRET",
+    "READER_SOURCE",
+    "READER_USERNAME",
+    "SERVE_COMMAND",
+    "MlflowReader",
+    "ModelServing",
+    "ModelServingArgs",
+    "ServedModelArgs",
+    "facts",
+    "serve_env",
+]
 
-DEFAULT_POLL_SECONDS = 30
-
-PROBES = {"liveness": "/healthz", "readiness": "/readyz", "startup": "/healthz"}
-"""Probe paths: liveness and startup need only the process; readiness needs a loaded model version."""
-METRICS_PATH = "/metrics"
+NAMESPACE = "serving"
+NODE_PORT = "serving"
+"""The `nodePorts` key of the first served model's Service (dev: 30800)."""
 
 
-def serve_env(tracking_uri: str, model: str, alias: str, poll_seconds: int = DEFAULT_POLL_SECONDS) -> dict[str, str]:
-    """The container's literal environment. With MLflow auth, add CREDENTIAL_ENV from the read-only user's Secret."""
-    return {
-        ENV_TRACKING_URI: tracking_uri,
-        ENV_MODEL: model,
-        ENV_ALIAS: alias,
-        ENV_POLL: str(poll_seconds),
-        ENV_DOWNLOAD_DIR: DOWNLOAD_DIR,
-        # MLflow and pip write under $HOME; the only writable place in the pod is the /tmp emptyDir.
-        "HOME": "/tmp",
-        # The mounted directory is read-only: no __pycache__ attempts.
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+def facts(config: StackConfig) -> ComponentFacts:
+    """The serving pods receive predictions from client namespaces on PORT (metrics there too), and send to MLflow's
+    server port and nowhere else: the server proxies artifacts, so they need neither the object store nor the
+    internet (models load in the image's own environment, nothing is pip-installed)."""
+    return ComponentFacts(
+        "serving",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(
+            Flow("serving-clients", NAMESPACE, (PORT,), (CLIENTS,)),
+            Flow("mlflow-model-serving", mlflow_server.NAMESPACE, (mlflow_server.PORT,), (NAMESPACE,)),
+        ),
+        egress=(EgressLimit(NAMESPACE, ((mlflow_server.NAMESPACE, mlflow_server.PORT),)),),
+        node_ports={NODE_PORT: NodePortTarget(NAMESPACE, PORT)},
+        metrics=(Metrics(NAMESPACE, PORT),),
+    )

@@ -20,6 +20,8 @@ PVC_FORECAST_SECONDS = 3 * 86400
 """... this far ahead (3 days)."""
 BACKUP_GRACE_SECONDS = 1800
 """A backup is stale once its schedule's longest gap, plus its deadline, plus this grace, has passed."""
+SERVING_ERROR_RATIO = 0.05
+"""ModelServingErrors fires when more than this share of a model's predictions answer 5xx (503: no model loaded)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class AlertTargets:
     """Where the MinIO Service `minio` is, when the object store runs in the cluster."""
     vault_namespace: str | None = None
     """Where the in-cluster Vault runs, when it does."""
+    serving_namespace: str | None = None
+    """Where the model-serving pods run, when models are served."""
     runbooks: str = "docs/runbooks"
     """Base of the runbook links in alert annotations."""
 
@@ -239,10 +243,39 @@ def _service_rules(targets: AlertTargets) -> list[dict]:
     return rules
 
 
+def _serving_rules(targets: AlertTargets) -> list[dict]:
+    namespace = targets.serving_namespace
+    runbook = f"{targets.runbooks}/alerts.md#model-serving-errors-or-not-ready"
+    requests = f'model_serving_requests_total{{namespace="{namespace}"'
+    by_model = "sum by (namespace, model, alias)"
+    return [
+        _alert(
+            "ModelServingErrors",
+            f'{by_model} (rate({requests}, status=~"5.."}}[5m])) / {by_model} (rate({requests}}}[5m])) > {SERVING_ERROR_RATIO}',
+            for_="10m", severity="warning", runbook=runbook,
+            summary="{{ $labels.model }}@{{ $labels.alias }} answers {{ $value | humanizePercentage }} of predictions with 5xx",
+            description="More than 5 % of prediction requests failed on the server side for 10 minutes "
+            "(503: no model version loaded; 500: the model failed to predict).",
+        ),
+        _alert(
+            # kube-state-metrics, not the app's own model_serving_ready: a crash-looping or unschedulable pod
+            # serves no metrics at all, and it is not ready either.
+            "ModelServingNotReady",
+            f'kube_deployment_status_replicas_unavailable{{namespace="{namespace}"}} > 0',
+            for_="10m", severity="warning", runbook=runbook,
+            summary="Model server {{ $labels.deployment }} has {{ $value }} pod(s) not ready",
+            description="A serving pod has had no model version loaded for 10 minutes; GET /readyz on it says why.",
+        ),
+    ]
+
+
 def alert_groups(targets: AlertTargets) -> list[dict]:
     """The `spec.groups` of the platform's PrometheusRule."""
-    return [
+    groups = [
         {"name": "mlops-storage", "rules": _storage_rules(targets)},
         {"name": "mlops-backups", "rules": _backup_rules(targets)},
         {"name": "mlops-services", "rules": _service_rules(targets)},
     ]
+    if targets.serving_namespace:
+        groups.append({"name": "mlops-serving", "rules": _serving_rules(targets)})
+    return groups

@@ -99,6 +99,7 @@ def dashboards(targets: AlertTargets) -> dict[str, dict]:
             f'{{namespace="{targets.mlflow_namespace}"}}[5m])))': "p95",
         }, "s"),
         Panel("PostgreSQL connections", {f"sum by (pod) (cnpg_backends_total{{{pods}}})": "{{pod}}"}, "short"),
+        *(_serving_panels(targets.serving_namespace) if targets.serving_namespace else []),
         Panel("Platform logs", {f'{{namespace=~"{any_of(targets.platform_namespaces)}"}}': ""}, "short", "logs", LOKI_DATASOURCE),
     ]
     return {
@@ -106,6 +107,20 @@ def dashboards(targets: AlertTargets) -> dict[str, dict]:
         "mlops-backups": _dashboard("mlops-backups", "MLOps / Backups", backups),
         "mlops-services": _dashboard("mlops-services", "MLOps / Services", services),
     }
+
+
+def _serving_panels(namespace: str) -> list[Panel]:
+    scope = f'namespace="{namespace}"'
+    return [
+        Panel("Model serving: predictions per second by model and status", {
+            f"sum by (model, alias, status) (rate(model_serving_requests_total{{{scope}}}[5m]))": "{{model}}@{{alias}} {{status}}",
+        }, "reqps"),
+        Panel("Model serving: p95 latency, and the version each pod serves", {
+            "histogram_quantile(0.95, sum by (model, alias, le) (rate(model_serving_request_duration_seconds_bucket"
+            f"{{{scope}}}[5m])))": "{{model}}@{{alias}} p95",
+            f"max by (model, alias, version) (model_version_info{{{scope}}})": "{{model}}@{{alias}} serves version {{version}}",
+        }, "s"),
+    ]
 
 
 def dashboard_json(dashboard: dict) -> str:
