@@ -12,7 +12,7 @@ import pytest
 from components import model_serving as serving
 from components.versions import IMAGES
 from tests.support import container, env_of, pod_spec
-from tools.render import render_stack
+from tools.render import mock_password, render_stack
 
 SERVING = {
     "models": [
@@ -172,6 +172,15 @@ def test_the_reader_password_is_generated_and_kept_in_vault_for_both_namespaces(
     assert password.inputs["length"] >= 32
     synced = {(e.metadata["namespace"], e.metadata["name"]) for e in prod_served.find_all(kind="ExternalSecret")}
     assert {("mlops-serving", serving.READER_SECRET), ("mlops-mlflow", serving.READER_SECRET)} <= synced
+
+
+def test_a_regenerated_reader_password_replaces_the_job_that_sets_it(prod_served):
+    # The Job's template carries the password's hash: a new password is a new template, so Pulumi replaces the Job
+    # and MLflow learns the password the pods will send.
+    job = next(j for j in prod_served.find_all(kind="Job") if j.name == "serving-reader-setup").manifest(redact=False)
+    password = mock_password("serving-reader-password", 32, special=False)
+    annotations = job["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"mlops.platform/reader-password-sha256": hashlib.sha256(password.encode()).hexdigest()}
 
 
 def test_the_pods_start_after_the_reader_exists(prod_served):

@@ -125,3 +125,12 @@ def test_stack_policy_configs_require_protection_only_in_prod():
     for stack, required in (("dev", False), ("prod", True)):
         config = json.loads((ROOT / "policy" / f"config.{stack}.json").read_text())
         assert config["stateful-resources-protected"]["requireProtection"] is required
+
+
+def test_prod_serving_a_model_complies_with_every_policy():
+    # Prod lists no model by default, so its reader Job and serving pods are rendered here to be checked at all.
+    from tools.render import render_stack
+
+    served = {"models": [{"name": "churn", "model": "churn-classifier", "alias": "champion", "replicas": 2}]}
+    rendering = render_stack("prod", overrides={"mlops-platform:serving": served})
+    assert rendering.find_all(kind="Job") and all_violations(rendering, require_protection=True) == {}

@@ -26,6 +26,9 @@ READER_SECRET = "model-serving-mlflow-reader"
 """Secret (`username`, `password`) of the read-only user, in the serving namespace and in MLflow's (for the Job)."""
 APP_HASH_ANNOTATION = "mlops.platform/app-sha256"
 """On each pod template: a changed app.py changes it, so the pods roll."""
+PASSWORD_HASH_ANNOTATION = "mlops.platform/reader-password-sha256"
+"""On the reader Job's pod template: a regenerated password replaces the Job, which sets it in MLflow again (else
+the pods would log in with a password MLflow never learnt). A SHA-256 of 32 random characters reveals nothing."""
 GRACE_SECONDS = 30
 """Pod termination grace: longer than uvicorn's --timeout-graceful-shutdown, so requests in flight finish."""
 JOB_RESOURCES = ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "200m", "memory": "128Mi"})
@@ -108,7 +111,7 @@ class ModelServing(pulumi.ComponentResource):
             data={pod.APP_FILE: source},
             opts=child,
         )
-        app_hash = hashlib.sha256(source.encode()).hexdigest()
+        app_hash = _sha256(source)
         credentials, after = None, []
         if args.reader is not None and args.models:
             credentials, job = _reader(name, args, args.reader, child)
@@ -281,10 +284,20 @@ def _reader(
         spec=k8s.batch.v1.JobSpecArgs(
             backoff_limit=4,
             active_deadline_seconds=900,
-            template=k8s.core.v1.PodTemplateSpecArgs(metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(APP, "mlflow-reader")), spec=pod_spec),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=kube.labels(APP, "mlflow-reader"),
+                    annotations={PASSWORD_HASH_ANNOTATION: password.result.apply(_sha256)},
+                ),
+                spec=pod_spec,
+            ),
         ),
         opts=pulumi.ResourceOptions.merge(
             child, pulumi.ResourceOptions(depends_on=[mlflow.after, *(s.resource for s in stored.values())])
         ),
     )
     return stored["credentials"], job
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
