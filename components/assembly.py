@@ -257,7 +257,7 @@ def mlflow_args(
         namespace=foundation.namespaces[mlflow_server.NAMESPACE],
         backend=PostgresBackend(
             secret=postgres.database_secrets[mlflow_server.TRACKING_DATABASE],
-            auth_database_uri=postgres.connection_uris[mlflow_server.AUTH_DATABASE] if mlflow.auth else None,
+            auth_database_uri=postgres.sqlalchemy_uris[mlflow_server.AUTH_DATABASE] if mlflow.auth else None,
         )
         if mlflow.engine == "postgres"
         else SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class),
