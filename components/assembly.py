@@ -261,6 +261,8 @@ def mlflow_args(
         )
         if mlflow.engine == "postgres"
         else SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class),
+        # The claim the sqlite engine left, as that engine declares it (the same `size`): it is kept, not recreated.
+        migrate_from=SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class) if mlflow.migrate_from == "sqlite" else None,
         artifacts=ArtifactStore(
             bucket=store.bucket_names[mlflow.artifact_bucket],
             credentials_secret=store.credentials_secrets[mlflow_server.CONSUMER],

@@ -152,6 +152,14 @@ def export_outputs(
             "mlflow_admin_password_command",
             _read_secret_command(plan, namespaces[mlflow_server.NAMESPACE], mlflow.auth_secret, admin_password),
         )
+    if mlflow.migration_job is not None:
+        pulumi.export(
+            "mlflow_migration_log_command",
+            pulumi.Output.concat(
+                "kubectl --context ", plan.config.kube_context, " -n ", namespaces[mlflow_server.NAMESPACE],
+                " logs job/", mlflow.migration_job, " -c migrate",
+            ),
+        )
     pulumi.export("s3_endpoint", store.endpoint)
     pulumi.export("buckets", store.bucket_names)
     pulumi.export("postgres_host", postgres.host)
