@@ -188,3 +188,19 @@ def test_the_migrating_stacks_comply_with_every_policy(moving, protected):
     # migrate.py travels in a ConfigMap: the pack would refuse text that looks like a password assignment.
     assert all_violations(moving, require_protection=False) == {}
     assert all_violations(protected[1], require_protection=True) == {}
+
+
+def test_checkov_passes_the_migrating_stack(moving, tmp_path):
+    import subprocess
+
+    from tests.test_gate import CHECKOV, require
+    from tools.render import write_manifests
+
+    require(CHECKOV, "checkov scans the rendered manifests")
+    write_manifests(moving, tmp_path)
+    result = subprocess.run([str(CHECKOV), "-d", str(tmp_path), "--framework", "kubernetes", "--compact", "--skip-download", "-o", "json"],
+                            capture_output=True, text=True, timeout=900)
+    report = json.loads(result.stdout)
+    report = report[0] if isinstance(report, list) else report
+    assert [(f["check_id"], f["resource"]) for f in report["results"]["failed_checks"]] == []
+    assert any("mlflow-migrate-" in check["resource"] for check in report["results"]["passed_checks"])

@@ -8,6 +8,11 @@ of the image, the script and the command: a new MLflow image (or script) is a ne
 and the new one runs before the new server (a rerun against the same source is a no-op that says so, against a
 source written to since, a refusal). No `ttlSecondsAfterFinished`: the finished Job and its pod's log are the
 evidence, and a Job the cluster deleted would be re-created by the next `pulumi up --refresh`.
+
+The trap of doing it in one `up`: the SQLite server keeps running (and the claim, ReadWriteOnce, stays attached to its
+node) until the Deployment is replaced, which is after the Job. So the Job prefers that node, and the copy is a
+snapshot: what is written to SQLite after it is not in PostgreSQL. The README asks for a write pause and shows how a
+rerun proves there was none (a changed source is refused).
 """
 
 from __future__ import annotations
