@@ -268,10 +268,12 @@ def mlflow_args(
         namespace=foundation.namespaces[mlflow_server.NAMESPACE],
         backend=PostgresBackend(
             secret=postgres.database_secrets[mlflow_server.TRACKING_DATABASE],
-            auth_database_uri=postgres.connection_uris[mlflow_server.AUTH_DATABASE] if mlflow.auth else None,
+            auth_database_uri=postgres.sqlalchemy_uris[mlflow_server.AUTH_DATABASE] if mlflow.auth else None,
         )
         if mlflow.engine == "postgres"
         else SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class),
+        # The claim the sqlite engine left, as that engine declares it (the same `size`): it is kept, not recreated.
+        migrate_from=SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class) if mlflow.migrate_from == "sqlite" else None,
         artifacts=ArtifactStore(
             bucket=store.bucket_names[mlflow.artifact_bucket],
             credentials_secret=store.credentials_secrets[mlflow_server.CONSUMER],

@@ -166,6 +166,14 @@ def export_outputs(
     if serving is not None:
         # In-cluster prediction URLs by served model; from the laptop (dev) local_urls.serving is the first model.
         pulumi.export("serving_urls", serving.urls)
+    if mlflow.migration_job is not None:
+        pulumi.export(
+            "mlflow_migration_log_command",
+            pulumi.Output.concat(
+                "kubectl --context ", plan.config.kube_context, " -n ", namespaces[mlflow_server.NAMESPACE],
+                " logs job/", mlflow.migration_job, " -c migrate",
+            ),
+        )
     pulumi.export("s3_endpoint", store.endpoint)
     pulumi.export("buckets", store.bucket_names)
     pulumi.export("postgres_host", postgres.host)

@@ -28,6 +28,8 @@ METRICS_PORT = 9187
 """CloudNativePG's exporter in each instance."""
 PASSWORD_SPECIALS = "!#%&*()-_=+[]{}<>:?@/~"
 """Password punctuation: URI-reserved characters included on purpose; every URI we build percent-encodes them."""
+SQLALCHEMY_DRIVER = "postgresql+psycopg2"
+"""The driver SQLAlchemy users (MLflow) are given: psycopg2, which MLflow's `-full` image ships."""
 
 
 def facts(config: StackConfig) -> ComponentFacts:
@@ -122,9 +124,12 @@ class PostgresCluster(pulumi.ComponentResource):
     """PostgreSQL port."""
     database_secrets: dict[str, pulumi.Output[str]]
     """Per database: Secret name (in the cluster's and each consumer namespace) with username, password,
-    dbname, host, port and uri (`postgresql://...`, password percent-encoded)."""
+    dbname, host, port, uri (`postgresql://...`, password percent-encoded, for libpq: psql, pg_dump) and
+    sqlalchemy-uri (the same with the psycopg2 driver named, for SQLAlchemy: MLflow)."""
     connection_uris: dict[str, pulumi.Output[str]]
     """Per database: the owner's connection URI, a Pulumi secret, for configuration that must embed it."""
+    sqlalchemy_uris: dict[str, pulumi.Output[str]]
+    """Per database: the same as a SQLAlchemy URI naming psycopg2, a Pulumi secret (MLflow's auth config embeds it)."""
 
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:postgres_cluster:PostgresCluster", name, None, opts)
@@ -139,6 +144,7 @@ class PostgresCluster(pulumi.ComponentResource):
         owner_secrets = {db: secret for db, (secret, _) in credentials.items()}
         self.database_secrets = {db: secret.name for db, secret in owner_secrets.items()}
         self.connection_uris = {db: uri for db, (_, uri) in credentials.items()}
+        self.sqlalchemy_uris = {db: uri.apply(sqlalchemy_uri) for db, uri in self.connection_uris.items()}
 
         backup = args.continuous_backup
         prerequisites = [args.operator]
@@ -212,7 +218,10 @@ class PostgresCluster(pulumi.ComponentResource):
                 opts=child,
             )
         self.register_outputs(
-            {"host": self.host, "port": self.port, "database_secrets": self.database_secrets, "connection_uris": self.connection_uris}
+            {
+                "host": self.host, "port": self.port, "database_secrets": self.database_secrets,
+                "connection_uris": self.connection_uris, "sqlalchemy_uris": self.sqlalchemy_uris,
+            }
         )
 
     def _credentials(
@@ -246,14 +255,23 @@ class PostgresCluster(pulumi.ComponentResource):
 def connection_fields(cluster: str, namespace: str, database: str, password: str) -> dict[str, str]:
     """Everything a client needs to reach `database` as its owner; the URI percent-encodes the password."""
     host = f"{cluster}-rw.{namespace}.svc.cluster.local"
+    uri = f"postgresql://{quote(database, safe='')}:{quote(password, safe='')}@{host}:{PORT}/{database}?sslmode=require"
     return {
         "username": database,
         "password": password,
         "dbname": database,
         "host": host,
         "port": str(PORT),
-        "uri": f"postgresql://{quote(database, safe='')}:{quote(password, safe='')}@{host}:{PORT}/{database}?sslmode=require",
+        "uri": uri,
+        "sqlalchemy-uri": sqlalchemy_uri(uri),
     }
+
+
+def sqlalchemy_uri(uri: str) -> str:
+    """A libpq `postgresql://` URI as SQLAlchemy must get it for MLflow: with psycopg2 named. A plain `postgresql://`
+    selects psycopg 3 on SQLAlchemy >= 2.1, and MLflow 3.15.1's model registry then fails alias and model-version
+    queries ("operator does not exist: integer = character varying")."""
+    return uri.replace("postgresql://", f"{SQLALCHEMY_DRIVER}://", 1)
 
 
 def backup_object_store_name(cluster: str) -> str:

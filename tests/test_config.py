@@ -84,7 +84,7 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             {"mlflow": {"replicas": 2}},
             "mlops-platform:mlflow.replicas = 2: the sqlite engine runs exactly 1 replica",
         ),
-        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, ingress, replicas'),
+        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, ingress, migrateFrom, replicas'),
         ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: alertmanagerReceiverUrl, backups, cloudflareApiToken, kubeContext, mlflow"),
         ({"objectStore": {"engine": "s3"}}, "mlops-platform:objectStore.bucketPrefix = null: required with engine s3"),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "region": "Frankfurt"}}, 'mlops-platform:objectStore.region = "Frankfurt": expected an AWS region'),
@@ -102,6 +102,11 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
         ),
         ({"objectStore": {"retention": {"backupsDays": 0}}}, "mlops-platform:objectStore.retention.backupsDays = 0: expected a whole number from 1 to 3650"),
         ({"mlflow": {"auth": True}}, "mlops-platform:mlflow.auth = true: basic auth keeps its users in PostgreSQL: use engine postgres"),
+        (
+            {"mlflow": {"migrateFrom": "sqlite"}},
+            'mlops-platform:mlflow.migrateFrom = "sqlite": copies the SQLite store into PostgreSQL, so it needs engine postgres; with engine sqlite leave it out',
+        ),
+        ({"mlflow": {"engine": "postgres", "migrateFrom": "mysql"}}, 'mlops-platform:mlflow.migrateFrom = "mysql": allowed values: sqlite'),
         ({"mlflow": {"engine": "postgres", "ingress": {"className": "nginx"}}}, "mlops-platform:mlflow.ingress.host = null: required when mlflow.ingress is set"),
         ({"mlflow": {"engine": "postgres", "ingress": {"host": "MLflow.Example.com"}}}, 'mlops-platform:mlflow.ingress.host = "MLflow.Example.com": expected a lowercase DNS name'),
         (

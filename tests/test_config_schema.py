@@ -124,3 +124,13 @@ def test_the_readme_documents_every_setting_and_only_settings():
     documented = readme_reference_keys()
     assert documented - settings == set(), "the README documents keys the models lack"
     assert settings - documented == set(), "settings missing from the README's config table"
+
+
+def test_editors_accept_migrate_from_only_with_engine_postgres(validator):
+    dev = stack_document("dev")
+    mlflow = dev["config"][f"{PROJECT}:mlflow"]
+    assert not validator.is_valid(with_setting(dev, "mlflow", {**mlflow, "migrateFrom": "sqlite"}))
+    moving = {**mlflow, "engine": "postgres", "replicas": 2, "migrateFrom": "sqlite"}
+    assert validator.is_valid(with_setting(dev, "mlflow", moving))
+    assert not validator.is_valid(with_setting(dev, "mlflow", {**moving, "migrateFrom": "mysql"}))
+    parse_stack_config("dev", {key.split(":", 1)[1]: value for key, value in with_setting(dev, "mlflow", moving)["config"].items()})

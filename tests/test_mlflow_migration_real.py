@@ -1,11 +1,12 @@
 """Moving MLflow from SQLite to PostgreSQL, for real: the dev pod (rendered command, SQLite on its claim, moto for S3)
 collects experiments, runs, metric histories, a model, a registry with an alias, a deleted run and a trace; the
-migration then runs as the Job will (its exact command and environment, the target URI from the prod Secret) into
-PostgreSQL 15 (Debian) with the rendered roles and databases; the prod pod (rendered init container and server,
+migration then runs as the rendered Job of prod with `migrateFrom: sqlite` (its init container and container: command,
+environment with the target URI from the prod Secret, the script as its ConfigMap delivers it) into PostgreSQL 15
+(Debian) with the rendered roles and databases; the prod pod (rendered init container and server,
 basic auth) then serves the same data. Tables are compared row by row, independently of the migration's own
 checksums. A second run, refusals, and a SQLite file written by MLflow 2.9.2 complete the picture.
 
-Rows per table and the migration's wall time are printed (`pytest -s`) for the record.
+Rows per table, the migration's wall time and its peak memory are printed (`pytest -s`) for the record.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 import sqlalchemy as sa
+import yaml
 from moto.server import ThreadedMotoServer
 
-from components.mlflow_migration import MOUNT_DIR, SCRIPT, TARGET_ENV, WORKDIR, job_command
+from components.mlflow_migration import MOUNT_DIR, SCRIPT, SCRIPT_KEY, TARGET_ENV, WORKDIR, job_command
 from components.mlflow_server import SqliteBackend
 from tests.realservers import (
     LocalMapping,
@@ -44,12 +47,14 @@ from tests.realservers import (
     stop,
     wait_for_http,
 )
-from tests.support import container, secret_data
+from tests.support import container, env_of, secret_data
+from tools.render import ROOT, render_stack
 
 psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("psycopg2", reason="the MLflow image's PostgreSQL driver (psycopg2-binary, test requirements)")
 
 NAMESPACE = "mlops-mlflow"
+MLFLOW = "mlops-platform:mlflow"
 IN_CLUSTER_S3 = "http://minio.mlops-storage.svc.cluster.local:9000"
 IN_CLUSTER_POSTGRES = "postgres-rw.mlops-data.svc.cluster.local:5432"
 AWS_S3 = "https://s3.eu-central-1.amazonaws.com"
@@ -135,7 +140,7 @@ def prod_pod(renderings, s3_endpoint, pg, tmp_path_factory):
     env = container_env(server, prod, NAMESPACE, mapping)
     s3 = s3_client(env, s3_endpoint)
     ensure_bucket(s3, PROD_BUCKET, env["AWS_DEFAULT_REGION"])
-    return {"root": root, "server": server, "mapping": mapping, "env": env, "s3": s3,
+    return {"root": root, "deployment": deployment, "server": server, "mapping": mapping, "env": env, "s3": s3,
             "target": env["MLFLOW_BACKEND_STORE_URI"], "admin": (auth["admin-username"], auth["admin-password"]),
             "init_argv": container_command(init, mapping), "init_env": container_env(init, prod, NAMESPACE, mapping)}
 
@@ -283,14 +288,53 @@ def logged(dev_pod, tmp_path_factory):
 # --- running the migration ---------------------------------------------------------------------------------------
 
 
-def run_job(dev_pod, target: str, workdir: Path, source_dir: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    """The Job's container, exactly: its command, the claim at /mlflow, the ConfigMap, the target from the Secret."""
-    mapping = LocalMapping(paths={"/mlflow": source_dir or dev_pod["root"] / "data", MOUNT_DIR: SCRIPT.parent, WORKDIR: workdir})
-    argv = container_command({"command": job_command(SOURCE_URI)}, mapping)
-    env = {TARGET_ENV: target, "HOME": str(workdir), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+@pytest.fixture(scope="module")
+def job_pod(renderings, dev_pod, pg, tmp_path_factory):
+    """The Job prod renders with `migrateFrom: sqlite`: its containers, and migrate.py written as the kubelet projects
+    the ConfigMap (the file alone, not the project around it)."""
+    settings = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    migrating = render_stack("prod", overrides={MLFLOW: {**settings[MLFLOW], "migrateFrom": "sqlite"}})
+    job = migrating.find(kind="Job", name="mlflow-migration").manifest(redact=False)
+    script = tmp_path_factory.mktemp("configmap")
+    (script / SCRIPT_KEY).write_text(migrating.find(kind="ConfigMap", name="mlflow-migration").inputs["data"][SCRIPT_KEY])
+    return {"rendering": migrating, "script": script, "source": dev_pod["root"] / "data", "pg_port": pg["port"],
+            "wait": container(job, "wait-for-postgres"), "migrate": container(job, "migrate"), "name": job["metadata"]["name"]}
+
+
+@dataclass
+class JobRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_mib: float
+
+
+def run_container(job_pod, name: str, workdir: Path, target: str | None = None, source_dir: Path | None = None) -> JobRun:
+    """One of the Job's containers, exactly: its command and environment, the claim at /mlflow, the ConfigMap at its
+    mount, the scratch volume, the target from the Secret (or, for the tests of refusals, another database)."""
+    mapping = LocalMapping(
+        paths={"/mlflow": source_dir or job_pod["source"], MOUNT_DIR: job_pod["script"], WORKDIR: workdir},
+        text={IN_CLUSTER_POSTGRES: f"127.0.0.1:{job_pod['pg_port']}"},
+    )
+    spec = job_pod[name]
+    argv = container_command(spec, mapping)
+    env = container_env(spec, job_pod["rendering"], NAMESPACE, mapping)
+    if target is not None:
+        env[TARGET_ENV] = target
+    out, err = workdir / f"{name}.out", workdir / f"{name}.err"
     started = time.monotonic()
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-    return result, time.monotonic() - started
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the test's other children
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return JobRun(process.returncode, out.read_text(), err.read_text(), time.monotonic() - started, usage.ru_maxrss / 1024)
+
+
+def run_job(job_pod, target: str, workdir: Path, source_dir: Path | None = None) -> tuple[JobRun, float]:
+    """The migration container as the Job runs it (see run_container)."""
+    result = run_container(job_pod, "migrate", workdir, target, source_dir)
+    return result, result.seconds
 
 
 def run_cli(source: Path, target: str, *options: str) -> subprocess.CompletedProcess:
@@ -312,10 +356,15 @@ def database(pg, prod_pod, name: str, driver: str = "postgresql") -> str:
 
 
 @pytest.fixture(scope="module")
-def migration(logged, dev_pod, prod_pod, tmp_path_factory):
-    result, seconds = run_job(dev_pod, prod_pod["target"], tmp_path_factory.mktemp("job-tmp"))
+def migration(logged, job_pod, prod_pod, tmp_path_factory):
+    """The Job on its first run: the init container waits for the owner's login, then the copy; the target is the
+    rendered Secret's, the very URI the prod server reads."""
+    workdir = tmp_path_factory.mktemp("job-tmp")
+    wait = run_container(job_pod, "wait", workdir)
+    assert wait.returncode == 0 and "PostgreSQL accepts the owner's login" in wait.stdout, wait.stdout + wait.stderr
+    result = run_container(job_pod, "migrate", workdir)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
-    return {"output": result.stdout, "seconds": seconds, "rows": copied_rows(result.stdout)}
+    return {"output": result.stdout, "seconds": result.seconds, "rows": copied_rows(result.stdout), "peak_rss_mib": result.peak_rss_mib}
 
 
 # --- comparing the two databases, independently of the migration's code -----------------------------------------
@@ -372,6 +421,18 @@ def target_tables(uri: str) -> set[str]:
 # --- the tests ---------------------------------------------------------------------------------------------------
 
 
+def test_the_job_runs_what_the_component_renders(job_pod, prod_pod):
+    """What run_container executes is the rendered Job: migrate.py from its ConfigMap, on the sqlite engine's own
+    URI, the target from the same Secret key the prod server reads."""
+    migrate = job_pod["migrate"]
+    assert migrate["command"] == job_command(SOURCE_URI)
+    assert env_of(migrate)[TARGET_ENV] == env_of(container(prod_pod["deployment"], "mlflow"))["MLFLOW_BACKEND_STORE_URI"]
+    assert env_of(migrate)[TARGET_ENV] == ("secret", "postgres-mlflow", "sqlalchemy-uri")
+    mapping = LocalMapping(text={IN_CLUSTER_POSTGRES: f"127.0.0.1:{job_pod['pg_port']}"})
+    assert container_env(migrate, job_pod["rendering"], NAMESPACE, mapping)[TARGET_ENV] == prod_pod["target"]
+    assert (job_pod["script"] / SCRIPT_KEY).read_text() == SCRIPT.read_text()
+
+
 def test_the_job_copies_every_table_row_for_row(migration, dev_pod, prod_pod):
     source = sqlite_tables(dev_pod["db"])
     target = postgres_tables(prod_pod["target"], declared_types(dev_pod["db"]))
@@ -382,7 +443,8 @@ def test_the_job_copies_every_table_row_for_row(migration, dev_pod, prod_pod):
         assert target[name] == source[name], name
     assert target_tables(prod_pod["target"]) == set(source) | {"alembic_version", "mlops_sqlite_migration"}
     assert "every table matches the source (rows and checksums)" in migration["output"]
-    print(f"\nmigration (Job command): {migration['seconds']:.1f}s wall, {sum(migration['rows'].values())} rows")
+    print(f"\nmigration (rendered Job): {migration['seconds']:.1f}s wall, {sum(migration['rows'].values())} rows, "
+          f"peak RSS {migration['peak_rss_mib']:.0f} MiB")
     for name, rows in sorted(migration["rows"].items(), key=lambda item: -item[1]):
         if rows:
             print(f"  {rows:7d}  {name}")
@@ -423,10 +485,11 @@ def test_the_prod_server_serves_the_same_data(migration, logged, prod_pod, monke
         with fluent_tracking(url):
             frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
             assert mlflow.pyfunc.load_model(f"runs:/{logged['baseline']}/model").predict(frame)["x"].tolist() == logged["prediction"]
-            # The champion's own source (the logged model): `models:/name@alias` itself would go through the
-            # download-URI query that fails on psycopg 3 (see the xfail below), whatever the data.
             assert champion.source.startswith("models:/m-")
             assert mlflow.pyfunc.load_model(champion.source).predict(frame)["x"].tolist() == logged["prediction"]
+            # The alias itself, through the registry's download-URI query: the server reads the Secret's psycopg2
+            # URI, on which it works (on psycopg 3 it fails, see the xfail below).
+            assert mlflow.pyfunc.load_model("models:/churn-model@champion").predict(frame)["x"].tolist() == logged["prediction"]
         # The experiment sequence continues after the highest copied ID; the server writes as usual.
         new = client.create_experiment("after-the-move")
         assert int(new) == max(int(e) for e in logged["experiments"]) + 1
@@ -456,10 +519,10 @@ def test_the_registry_on_psycopg_3(migration, prod_pod):
     download_uri(prod_pod["target"], "postgresql+psycopg")
 
 
-def test_a_second_run_changes_nothing(migration, dev_pod, prod_pod, tmp_path):
+def test_a_second_run_changes_nothing(migration, job_pod, dev_pod, prod_pod, tmp_path):
     declared = declared_types(dev_pod["db"]) | {"mlops_sqlite_migration": {"source_fingerprint": "TEXT", "tables": "TEXT"}}
     before = postgres_tables(prod_pod["target"], declared)
-    result, seconds = run_job(dev_pod, prod_pod["target"], tmp_path)
+    result, seconds = run_job(job_pod, prod_pod["target"], tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "already migrated from this source" in result.stdout and "nothing to do" in result.stdout
     assert not copied_rows(result.stdout)
@@ -469,20 +532,20 @@ def test_a_second_run_changes_nothing(migration, dev_pod, prod_pod, tmp_path):
     print(f"\nsecond run: {seconds:.1f}s, nothing copied")
 
 
-def test_a_target_mlflow_has_already_started_on_is_taken(migration, dev_pod, prod_pod, pg, tmp_path):
+def test_a_target_mlflow_has_already_started_on_is_taken(migration, job_pod, dev_pod, prod_pod, pg, tmp_path):
     """The server may reach the database first: its upgrade and default experiment count as empty."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     # psycopg 3 spelled out: the copy works with either driver (plain postgresql:// takes psycopg2, the image's).
     uri = database(pg, prod_pod, "mlflow_started_first", driver="postgresql+psycopg")
     SqlAlchemyStore(uri, "mlflow-artifacts:/").engine.dispose()
-    result, _ = run_job(dev_pod, uri, tmp_path)
+    result, _ = run_job(job_pod, uri, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     source = sqlite_tables(dev_pod["db"])
     assert postgres_tables(uri, declared_types(dev_pod["db"])) == source
 
 
-def test_a_target_holding_other_data_is_refused_and_left_untouched(migration, dev_pod, prod_pod, pg, tmp_path):
+def test_a_target_holding_other_data_is_refused_and_left_untouched(migration, job_pod, dev_pod, prod_pod, pg, tmp_path):
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     occupied = database(pg, prod_pod, "mlflow_in_use")
@@ -493,24 +556,24 @@ def test_a_target_holding_other_data_is_refused_and_left_untouched(migration, de
     with psycopg.connect(sa.make_url(foreign).set(drivername="postgresql").render_as_string(hide_password=False)) as db:
         db.execute("create table customers (id int primary key)")
 
-    result, _ = run_job(dev_pod, occupied, tmp_path)
+    result, _ = run_job(job_pod, occupied, tmp_path)
     assert result.returncode == 3
     assert "REFUSED, nothing written: the target already holds MLflow data that did not come from this migration: experiments (1 rows)" in result.stdout
     assert "mlops_sqlite_migration" not in target_tables(occupied)
-    result, _ = run_job(dev_pod, foreign, tmp_path)
+    result, _ = run_job(job_pod, foreign, tmp_path)
     assert result.returncode == 3
     assert "the target is not empty and not an MLflow database (tables: customers)" in result.stdout
     assert target_tables(foreign) == {"customers"}
 
 
-def test_a_target_from_another_source_or_a_changed_source_is_refused(migration, dev_pod, prod_pod, tmp_path):
+def test_a_target_from_another_source_or_a_changed_source_is_refused(migration, job_pod, dev_pod, prod_pod, tmp_path):
     changed = tmp_path / "claim"
     changed.mkdir()
     shutil.copy(dev_pod["db"], changed / "mlflow.db")
     with contextlib.closing(sqlite3.connect(changed / "mlflow.db")) as db, db:
         db.execute("insert into experiment_tags (key, value, experiment_id) values ('written', 'after the move', 1)")
     before = postgres_tables(prod_pod["target"], declared_types(dev_pod["db"]))
-    result, _ = run_job(dev_pod, prod_pod["target"], tmp_path, source_dir=changed)
+    result, _ = run_job(job_pod, prod_pod["target"], tmp_path, source_dir=changed)
     assert result.returncode == 3
     assert f"the target already holds a migration from {dev_pod['db']}" in result.stdout  # /mlflow/mlflow.db in the Job
     assert "either a different SQLite file, or the same one written to after that migration" in result.stdout
@@ -518,7 +581,7 @@ def test_a_target_from_another_source_or_a_changed_source_is_refused(migration, 
     assert postgres_tables(prod_pod["target"], declared_types(dev_pod["db"])) == before
 
 
-def test_a_copy_that_does_not_match_the_source_fails_loudly_and_leaves_nothing(migration, dev_pod, prod_pod, pg, tmp_path):
+def test_a_copy_that_does_not_match_the_source_fails_loudly_and_leaves_nothing(migration, job_pod, dev_pod, prod_pod, pg, tmp_path):
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     uri = database(pg, prod_pod, "mlflow_tampered")
@@ -528,7 +591,7 @@ def test_a_copy_that_does_not_match_the_source_fails_loudly_and_leaves_nothing(m
         db.execute("create function tamper() returns trigger language plpgsql as $$ "
                    "begin new.value := new.value || '!'; return new; end $$")
         db.execute("create trigger tamper before insert on params for each row execute function tamper()")
-    result, _ = run_job(dev_pod, uri, tmp_path)
+    result, _ = run_job(job_pod, uri, tmp_path)
     assert result.returncode == 1
     assert "FAILED, no data committed: the copy does not match the source, rolled back: params: source 3 rows, target 3 rows, checksums differ" in result.stdout
     with psycopg.connect(sa.make_url(uri).render_as_string(hide_password=False)) as db:
@@ -536,7 +599,7 @@ def test_a_copy_that_does_not_match_the_source_fails_loudly_and_leaves_nothing(m
     assert "mlops_sqlite_migration" not in target_tables(uri)
 
     unreachable = sa.make_url(uri).set(port=free_port()).render_as_string(hide_password=False)
-    result, _ = run_job(dev_pod, unreachable, tmp_path)
+    result, _ = run_job(job_pod, unreachable, tmp_path)
     assert result.returncode == 1 and "FAILED, no data committed: (psycopg2.OperationalError)" in result.stdout
     assert sa.make_url(uri).password not in result.stdout + result.stderr
 

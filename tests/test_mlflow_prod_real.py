@@ -3,8 +3,10 @@ endpoint standing in for AWS S3, and MLflow started with exactly the rendered in
 commands, arguments and environment (secrets from the rendered Secrets; only hosts, paths and ports mapped).
 
 It proves the backend URI from the Secret works for `mlflow db upgrade` and the server, that basic auth refuses
-anonymous requests and admits the generated admin, that artifacts land in the bucket, and that a second server
-process (a second replica) serves the same run.
+anonymous requests and admits the generated admin, that artifacts land in the bucket, that the model registry's
+aliases and versions resolve (MLflow 3.15.1 fails them on psycopg 3, which a plain `postgresql://` selects with
+SQLAlchemy >= 2.1: the Secret's `sqlalchemy-uri` names psycopg2), and that a second server process (a second
+replica) serves the same run.
 """
 
 from __future__ import annotations
@@ -113,7 +115,14 @@ def status(port: int, path: str, host: str, credentials: tuple[str, str] | None 
 
 def test_backend_uri_and_upgrade_come_from_secrets_not_arguments(site):
     argv = " ".join(container_command(site["server"], site["mapping"]))
-    assert "postgresql://" not in argv and "--backend-store-uri" not in argv
+    assert "postgresql" not in argv and "--backend-store-uri" not in argv
+    # Exactly the Secret's SQLAlchemy URI (psycopg2 named), hosts mapped; the same for the upgrade and the auth app.
+    secret = secret_data(site["prod"], NAMESPACE, "postgres-mlflow")
+    assert site["env"]["MLFLOW_BACKEND_STORE_URI"] == site["mapping"].apply(secret["sqlalchemy-uri"])
+    assert site["init_env"]["MLFLOW_BACKEND_STORE_URI"] == site["env"]["MLFLOW_BACKEND_STORE_URI"]
+    assert site["env"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow:")
+    ini = (site["root"] / "auth" / "basic_auth.ini").read_text()
+    assert "database_uri = postgresql+psycopg2://mlflow_auth:" in ini
     assert "--app-name basic-auth" in argv
     upgrade = subprocess.run(site["init_argv"], env=site["init_env"], capture_output=True, text=True, timeout=300)
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
@@ -147,6 +156,17 @@ def test_auth_admin_artifacts_and_a_second_replica(site, tmp_path, monkeypatch):
         client.log_artifact(run.info.run_id, str(artifact))
         client.set_terminated(run.info.run_id)
 
+        # The model registry on the real PostgreSQL through the server: versions, an alias, and the queries that
+        # fail on psycopg 3 ("operator does not exist: integer = character varying").
+        client.create_registered_model("prod-model")
+        for _ in range(2):
+            client.create_model_version("prod-model", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        client.set_registered_model_alias("prod-model", "champion", "2")
+        assert client.get_model_version_by_alias("prod-model", "champion").version == "2"
+        assert client.get_registered_model("prod-model").aliases == {"champion": "2"}
+        assert client.get_model_version_download_uri("prod-model", "2") == f"runs:/{run.info.run_id}/model"
+        assert [v.version for v in client.search_model_versions("name='prod-model'", order_by=["version_number"])] == ["1", "2"]
+
         keys = [o["Key"] for o in site["s3"].list_objects_v2(Bucket=BUCKET).get("Contents", [])]
         key = next(k for k in keys if k.endswith(f"{run.info.run_id}/artifacts/report.txt"))
         assert site["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"auc: 0.87\n"
@@ -157,6 +177,7 @@ def test_auth_admin_artifacts_and_a_second_replica(site, tmp_path, monkeypatch):
             again = replica.get_run(run.info.run_id)
             assert again.data.metrics == {"auc": 0.87} and again.info.status == "FINISHED"
             assert [a.path for a in replica.list_artifacts(run.info.run_id)] == ["report.txt"]
+            assert replica.get_model_version_by_alias("prod-model", "champion").version == "2"
         finally:
             stop(second)
     finally:

@@ -102,7 +102,7 @@ def test_prod_backend_uri_reaches_server_and_upgrade_only_from_the_database_secr
     server, upgrade = container(manifest, "mlflow"), container(manifest, "db-upgrade")
     assert "--backend-store-uri" not in server["args"]
     for c in (server, upgrade):
-        assert env_of(c)["MLFLOW_BACKEND_STORE_URI"] == ("secret", "postgres-mlflow", "uri")
+        assert env_of(c)["MLFLOW_BACKEND_STORE_URI"] == ("secret", "postgres-mlflow", "sqlalchemy-uri")
     assert upgrade["args"] == ['exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"']
     assert not prod.find_all(kind="PersistentVolumeClaim", name="mlflow-data")
 
@@ -120,7 +120,9 @@ def test_prod_requires_basic_auth_with_a_generated_admin_and_a_shared_session_ke
     ini.read_string(auth["basic_auth.ini"])
     assert ini["mlflow"]["admin_password"] == auth["admin-password"] != "password1234"
     assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"
-    assert ini["mlflow"]["database_uri"] == secret_data(prod, "mlops-data", "postgres-mlflow-auth")["uri"]
+    # psycopg2 named, as for the tracking store: MLflow's registry fails on psycopg 3 (postgres_cluster.sqlalchemy_uri).
+    assert ini["mlflow"]["database_uri"] == secret_data(prod, "mlops-data", "postgres-mlflow-auth")["sqlalchemy-uri"]
+    assert ini["mlflow"]["database_uri"].startswith("postgresql+psycopg2://mlflow_auth:")
     assert "%" in ini["mlflow"]["database_uri"], "the URI must exercise ConfigParser's '%' escaping"
 
 

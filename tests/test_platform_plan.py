@@ -154,6 +154,20 @@ def test_with_mlflow_on_postgres_the_plan_has_its_databases_and_a_flow_to_postgr
     assert postgres.pods == {"cnpg.io/cluster": "postgres"}
 
 
+def test_a_migration_from_sqlite_needs_nothing_the_postgres_engine_does_not_declare(dev):
+    """The migration Job runs in MLflow's namespace and reaches PostgreSQL as the server does: the client flow admits
+    every pod of the namespace. It uses no bucket, and the SQLite backup ends with the SQLite server."""
+    mlflow = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["mlops-platform:mlflow"]
+    planned = stack_plan("dev", mlflow={**mlflow, "engine": "postgres", "migrateFrom": "sqlite"})
+    on_postgres = stack_plan("dev", mlflow={**mlflow, "engine": "postgres"})
+    assert planned.config.mlflow.migrate_from == "sqlite"
+    assert dataclasses.replace(planned, config=on_postgres.config) == on_postgres
+    postgres = flow(planned, "postgres-clients", "data")
+    assert mlflow_server.NAMESPACE in postgres.sources and postgres.source_pods == {}
+    assert "mlflow-sqlite" in dev.backups and "mlflow-sqlite" not in planned.backups
+    assert consumers(planned)["mlflow"] == consumers(dev)["mlflow"]
+
+
 def test_prod_databases_keep_the_configured_ones_first_and_know_their_consumers(prod):
     assert [(d.name, d.consumers) for d in prod.databases] == [
         ("platform", ()), ("users", ()), ("labeler", ()),

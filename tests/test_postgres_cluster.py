@@ -93,6 +93,14 @@ def test_connection_uri_round_trips_a_password_full_of_uri_reserved_characters(d
     assert uri.path == "/users" and uri.query == "sslmode=require"
 
 
+def test_sqlalchemy_users_get_the_same_uri_with_psycopg2_named(dev):
+    # SQLAlchemy >= 2.1 reads a plain postgresql:// as psycopg 3, on which MLflow 3.15.1's registry fails; MLflow's
+    # image ships psycopg2. libpq tools (psql, pg_dump) do not understand a driver suffix: they keep `uri`.
+    data = secret_data(dev, "mlops-data", "postgres-users")
+    assert data["sqlalchemy-uri"] == data["uri"].replace("postgresql://", "postgresql+psycopg2://", 1)
+    assert data["sqlalchemy-uri"].startswith("postgresql+psycopg2://users:") and data["uri"].startswith("postgresql://users:")
+
+
 def test_temporal_credentials_are_copied_into_temporals_namespace_in_prod(prod, dev):
     for database in ("temporal", "temporal-visibility"):
         assert secret_data(prod, "mlops-temporal", f"postgres-{database}") == secret_data(prod, "mlops-data", f"postgres-{database}")

@@ -13,6 +13,8 @@ from components.config.resources import ResourceSpec
 
 MLFLOW_ENGINES = ("sqlite", "postgres")
 Engine = one_of(*MLFLOW_ENGINES)
+MIGRATION_SOURCES = ("sqlite",)
+MigrationSource = one_of(*MIGRATION_SOURCES)
 Replicas = whole(1, 20)
 Workers = whole(1, 16)
 
@@ -39,10 +41,10 @@ class IngressConfig(Block):
 class MlflowConfig(Block):
     """The MLflow tracking server."""
 
-    # The engine rules below, for editors: without engine postgres, one replica and no auth.
+    # The engine rules below, for editors: without engine postgres, one replica, no auth and nothing to migrate.
     model_config = ConfigDict(json_schema_extra={"allOf": [{
         "if": {"not": {"properties": {"engine": {"const": "postgres"}}, "required": ["engine"]}},
-        "then": {"properties": {"replicas": {"const": 1}, "auth": {"const": False}}},
+        "then": {"properties": {"replicas": {"const": 1}, "auth": {"const": False}, "migrateFrom": {"type": "null"}}},
     }]})
 
     engine: Engine = Field(
@@ -63,7 +65,21 @@ class MlflowConfig(Block):
         2,
         description="Server worker processes per replica (each holds its own copy of MLflow in memory).",
     )
-    size: Quantity = Field("5Gi", description="Claim size of the SQLite backend.")
+    migrate_from: MigrationSource | None = Field(
+        None,
+        description=(
+            "sqlite (engine postgres only): on `pulumi up`, before the PostgreSQL-backed server starts, a Job copies "
+            "the tracking store the sqlite engine left on its claim into the `mlflow` database; the claim is kept, "
+            "unchanged and mounted read-only. Remove it once the copy is verified (README, Going to prod)."
+        ),
+    )
+    size: Quantity = Field(
+        "5Gi",
+        description=(
+            "Claim size of the SQLite backend; with migrateFrom sqlite, the size of the kept SQLite claim (leave it as "
+            "it was), which also bounds the migration's scratch space."
+        ),
+    )
     artifact_bucket: Text = Field(
         "mlflow-artifacts",
         description="Bucket (one of objectStore.buckets) the server proxies artifacts to.",
@@ -88,5 +104,10 @@ class MlflowConfig(Block):
             ))
         if self.auth and self.engine != "postgres":
             problems.append(Problem("auth", True, "basic auth keeps its users in PostgreSQL: use engine postgres"))
+        if self.migrate_from and self.engine != "postgres":
+            problems.append(Problem(
+                "migrateFrom", self.migrate_from,
+                "copies the SQLite store into PostgreSQL, so it needs engine postgres; with engine sqlite leave it out",
+            ))
         reject(problems)
         return self

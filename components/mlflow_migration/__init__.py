@@ -19,7 +19,8 @@ MOUNT_DIR = "/etc/mlflow/migration"
 WORKDIR = "/tmp"
 """Scratch volume for the source snapshot: needs the SQLite file's size free (plus what the upgrade adds)."""
 TARGET_ENV = migrate.TARGET_ENV
-"""The target URI arrives in this variable, from the same Secret key (`uri`) the PostgreSQL-backed server reads."""
+"""The target URI arrives in this variable, from the same Secret key (`sqlalchemy-uri`) the PostgreSQL-backed server
+reads (components/mlflow_server/migration.py renders the Job)."""
 PROXIED_ARTIFACTS = migrate.DEFAULT_ARTIFACT_ROOTS
 
 

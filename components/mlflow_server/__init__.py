@@ -1,5 +1,5 @@
 """The MLflow tracking server (`server.py`), with its backend store engine (`backends.py`): sqlite (one replica on a
-claim) or postgres (HA, optionally with basic auth)."""
+claim) or postgres (HA, optionally with basic auth), and the move from the first to the second (`migration.py`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import kube
 from components.config import MLFLOW_DATABASES, ResourceSpec, StackConfig
@@ -22,6 +23,7 @@ from components.facts import (
 )
 from components.mlflow_server import backends, server
 from components.mlflow_server.backends import PostgresBackend, SqliteBackend
+from components.mlflow_server.migration import migration_job
 from components.mlflow_server.server import PORT, SERVICE_NAME
 from components.secret_store import KubernetesSecrets, SecretStore
 
@@ -49,7 +51,11 @@ TRACKING_DATABASE, AUTH_DATABASE = MLFLOW_DATABASES
 
 def facts(config: StackConfig) -> ComponentFacts:
     """MLflow serves clients (and, with an Ingress, the ingress controller) on PORT, and its metrics there too; it
-    proxies artifacts to its bucket and, on the postgres engine, keeps runs and users in MLFLOW_DATABASES."""
+    proxies artifacts to its bucket and, on the postgres engine, keeps runs and users in MLFLOW_DATABASES.
+
+    With migrateFrom sqlite the migration Job's pod (component `migration`) runs in NAMESPACE too and reaches
+    PostgreSQL as the server does: the database use below makes NAMESPACE, every pod of it, a source of PostgreSQL's
+    client flow. It needs nothing else (no bucket: artifacts are not copied)."""
     mlflow = config.mlflow
     ingress_controller = (mlflow.ingress.controller_namespace,) if mlflow.ingress else ()
     return ComponentFacts(
@@ -109,6 +115,9 @@ class MlflowServerArgs:
     """Host NodePort (dev), or None."""
     ingress: Ingress | None = None
     """Ingress, or None for in-cluster access only."""
+    migrate_from: SqliteBackend | None = None
+    """Postgres backend only: the sqlite engine's claim, declared exactly as that engine declares it, whose store a
+    Job copies into the tracking database before the server starts."""
     protect: bool = False
     """Protect the SQLite claim from `pulumi destroy`."""
     secrets: SecretStore = field(default_factory=KubernetesSecrets)
@@ -127,7 +136,9 @@ class MlflowServer(pulumi.ComponentResource):
     auth_secret: pulumi.Output[str] | None
     """With authentication: Secret holding `admin-username` and `admin-password`."""
     data_claim: pulumi.Output[str] | None
-    """With SQLite: the claim holding the database file (what a backup must mount)."""
+    """With SQLite, or migrating from it: the claim holding the database file (what a backup must mount)."""
+    migration_job: pulumi.Output[str] | None
+    """Migrating from SQLite: the Job's name (its log lists the rows copied per table)."""
 
     def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:mlflow_server:MlflowServer", name, None, opts)
@@ -144,19 +155,13 @@ class MlflowServer(pulumi.ComponentResource):
         )
         self.auth_secret = None
         self.data_claim = None
+        self.migration_job = None
         if isinstance(args.backend, SqliteBackend):
             if args.replicas != 1:
                 raise ValueError("the sqlite backend has exactly one writer: replicas must be 1")
-            claim = kube.retained_claim(
-                f"{name}-data",
-                claim_name="mlflow-data",
-                namespace=args.namespace,
-                size=args.backend.size,
-                storage_class=args.backend.storage_class,
-                app="mlflow",
-                protect=args.protect,
-                opts=child,
-            )
+            if args.migrate_from is not None:
+                raise ValueError("a migration from SQLite needs the postgres backend as its target")
+            claim = _sqlite_claim(name, args, args.backend, child)
             self.data_claim = claim.metadata.name
             kube.single_writer_deployment(
                 f"{name}-server",
@@ -167,9 +172,16 @@ class MlflowServer(pulumi.ComponentResource):
                 opts=child,
             )
         else:
+            migrations = []
+            if args.migrate_from is not None:
+                claim = _sqlite_claim(name, args, args.migrate_from, child)
+                self.data_claim = claim.metadata.name
+                migrations.append(migration_job(name, args, args.backend, args.migrate_from, claim, child))
+                self.migration_job = migrations[0].metadata.name
             auth = backends.auth_secret(name, args, args.backend, child) if args.backend.auth_database_uri is not None else None
             self.auth_secret = auth.name if auth else None
-            server.replicated_server(name, args, backends.postgres_parts(args.backend, auth), child)
+            # The server waits for the copy: it must not start, and be written to, on a database still being filled.
+            server.replicated_server(name, args, backends.postgres_parts(args.backend, auth), child, after=migrations)
         if args.ingress:
             server.publish(name, args, args.ingress, child)
         if args.metrics_after is not None:
@@ -177,5 +189,25 @@ class MlflowServer(pulumi.ComponentResource):
         self.service_name = service.metadata.name
         self.url = pulumi.Output.concat("http://", SERVICE_NAME, ".", args.namespace, f".svc.cluster.local:{PORT}")
         self.register_outputs(
-            {"url": self.url, "service_name": self.service_name, "auth_secret": self.auth_secret, "data_claim": self.data_claim}
+            {
+                "url": self.url, "service_name": self.service_name, "auth_secret": self.auth_secret,
+                "data_claim": self.data_claim, "migration_job": self.migration_job,
+            }
         )
+
+
+def _sqlite_claim(
+    name: str, args: MlflowServerArgs, backend: SqliteBackend, child: pulumi.ResourceOptions
+) -> k8s.core.v1.PersistentVolumeClaim:
+    """The SQLite claim, declared one way for both the sqlite engine and a migration from it: the same resource name
+    (so the same URN), Kubernetes name, inputs and protection, so switching engines neither deletes nor recreates it."""
+    return kube.retained_claim(
+        f"{name}-data",
+        claim_name="mlflow-data",
+        namespace=args.namespace,
+        size=backend.size,
+        storage_class=backend.storage_class,
+        app="mlflow",
+        protect=args.protect,
+        opts=child,
+    )

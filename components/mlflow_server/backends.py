@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from components.mlflow_server import MlflowServerArgs
 
 DATA_DIR = "/mlflow"
+URI_KEY = "sqlalchemy-uri"
+"""Key of the database Secret MLflow reads its backend URI from: `postgresql+psycopg2://`, the image's driver (the
+`uri` key's plain `postgresql://` is for libpq tools)."""
 AUTH_DIR = "/etc/mlflow/auth"
 AUTH_FILE = "basic_auth.ini"
 ADMIN_USERNAME = "admin"
@@ -41,9 +44,9 @@ class PostgresBackend:
     """MLflow metadata in the `mlflow` database of the PostgresCluster; any number of replicas."""
 
     secret: pulumi.Input[str]
-    """Secret in the server's namespace whose `uri` key is the tracking database's connection URI."""
+    """Secret in the server's namespace whose URI_KEY is the tracking database's SQLAlchemy URI."""
     auth_database_uri: pulumi.Input[str] | None = None
-    """Connection URI (a secret) of the basic-auth app's database; None: no authentication."""
+    """SQLAlchemy URI (a secret, psycopg2 named) of the basic-auth app's database; None: no authentication."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def sqlite_parts(backend: SqliteBackend, claim: k8s.core.v1.PersistentVolumeClai
 
 def postgres_parts(backend: PostgresBackend, auth: StoredSecret | None) -> BackendParts:
     # The URI carries the password, so it reaches the process only as an env var from its Secret, never as a flag.
-    uri = kube.secret_env("MLFLOW_BACKEND_STORE_URI", backend.secret, "uri")
+    uri = kube.secret_env("MLFLOW_BACKEND_STORE_URI", backend.secret, URI_KEY)
     env = [uri]
     volumes, mounts, flags = [], [], []
     if auth is not None:

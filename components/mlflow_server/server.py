@@ -3,6 +3,7 @@ engine, the Ingress, and the ServiceMonitor."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -116,7 +117,11 @@ def server_pod(args: MlflowServerArgs, backend: BackendParts, spread: bool = Fal
     )
 
 
-def replicated_server(name: str, args: MlflowServerArgs, backend: BackendParts, child: pulumi.ResourceOptions) -> None:
+def replicated_server(
+    name: str, args: MlflowServerArgs, backend: BackendParts, child: pulumi.ResourceOptions, after: Sequence[pulumi.Resource] = ()
+) -> None:
+    """The postgres engine's Deployment (and its disruption budget), declared after `after` (the migration Job):
+    Pulumi waits for those to complete before it rolls the server out."""
     pod_spec = server_pod(args, backend, spread=args.replicas > 1)
     k8s.apps.v1.Deployment(
         f"{name}-server",
@@ -136,7 +141,7 @@ def replicated_server(name: str, args: MlflowServerArgs, backend: BackendParts, 
                 spec=pod_spec,
             ),
         ),
-        opts=child,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))) if after else child,
     )
     if args.replicas > 1:
         k8s.policy.v1.PodDisruptionBudget(
