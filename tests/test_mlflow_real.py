@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import sqlite3
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -179,3 +180,12 @@ def test_prometheus_can_scrape_each_pod_by_its_address_and_strangers_cannot(mlfl
             assert refused.value.code == 403, stranger
     finally:
         stop(process)
+
+
+def test_the_server_encrypts_stored_secrets_under_its_own_passphrase(mlflow_site):
+    # MLflow's default KEK passphrase is printed in its source; with the rendered env it must not fall back to it.
+    probe = "from mlflow.utils.crypto import KEKManager; print(KEKManager().using_default_passphrase)"
+    result = subprocess.run([sys.executable, "-c", probe], env=mlflow_site["env"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    assert len(mlflow_site["env"]["MLFLOW_CRYPTO_KEK_PASSPHRASE"]) >= 32

@@ -190,3 +190,15 @@ def test_every_documented_access_path_passes_mlflows_own_host_check_and_stranger
         assert refused == {}, stack
         assert [host for host in STRANGERS if is_allowed_host_header(allowed, host)] == [], stack
     assert any(":30500" in host for host in access_paths(renderings["dev"])), "dev's NodePort is an access path"
+
+
+def test_stored_secrets_are_encrypted_under_a_generated_passphrase_that_survives_an_engine_switch(dev, prod):
+    # Unset, MLflow falls back to a passphrase printed in its source. The same Pulumi resource in both engines keeps
+    # the value when a stack moves from sqlite to postgres, so what was encrypted stays readable.
+    for rendering in (dev, prod):
+        env = env_of(container(deployment(rendering), "mlflow"))
+        assert env["MLFLOW_CRYPTO_KEK_PASSPHRASE"] == ("secret", "mlflow-crypto", "kek-passphrase")
+    passphrases = [r for r in (dev, prod) for r in r.find_all(type="random:index/randomPassword:RandomPassword") if r.name == "mlflow-kek-passphrase"]
+    assert len(passphrases) == 2 and len({p.urn.split("::", 1)[1] for p in passphrases}) == 1  # the same but for the stack
+    assert all(p.inputs["length"] >= 32 for p in passphrases)
+    assert len(secret_data(dev, "mlops-mlflow", "mlflow-crypto")["kek-passphrase"]) >= 32

@@ -156,6 +156,7 @@ class MlflowServer(pulumi.ComponentResource):
         self.auth_secret = None
         self.data_claim = None
         self.migration_job = None
+        crypto = backends.crypto_secret(name, args, child).name
         if isinstance(args.backend, SqliteBackend):
             if args.replicas != 1:
                 raise ValueError("the sqlite backend has exactly one writer: replicas must be 1")
@@ -168,7 +169,7 @@ class MlflowServer(pulumi.ComponentResource):
                 deployment_name="mlflow",
                 namespace=args.namespace,
                 app="mlflow",
-                pod_spec=server.server_pod(args, backends.sqlite_parts(args.backend, claim)),
+                pod_spec=server.server_pod(args, backends.sqlite_parts(args.backend, claim), crypto),
                 opts=child,
             )
         else:
@@ -181,7 +182,7 @@ class MlflowServer(pulumi.ComponentResource):
             auth = backends.auth_secret(name, args, args.backend, child) if args.backend.auth_database_uri is not None else None
             self.auth_secret = auth.name if auth else None
             # The server waits for the copy: it must not start, and be written to, on a database still being filled.
-            server.replicated_server(name, args, backends.postgres_parts(args.backend, auth), child, after=migrations)
+            server.replicated_server(name, args, backends.postgres_parts(args.backend, auth), crypto, child, after=migrations)
         if args.ingress:
             server.publish(name, args, args.ingress, child)
         if args.metrics_after is not None:

@@ -23,6 +23,11 @@ URI_KEY = "sqlalchemy-uri"
 AUTH_DIR = "/etc/mlflow/auth"
 AUTH_FILE = "basic_auth.ini"
 ADMIN_USERNAME = "admin"
+CRYPTO_SECRET = "mlflow-crypto"
+KEK_KEY = "kek-passphrase"
+KEK_ENV = "MLFLOW_CRYPTO_KEK_PASSPHRASE"
+"""MLflow encrypts the secrets it stores (AI gateway API keys) under a key derived from this passphrase; unset, it
+uses a passphrase published in its source, so anyone with a database copy could decrypt them."""
 
 
 @dataclass(frozen=True)
@@ -133,3 +138,17 @@ def auth_secret(name: str, args: MlflowServerArgs, backend: PostgresBackend, chi
         opts=child,
     )
 
+
+
+def crypto_secret(name: str, args: MlflowServerArgs, child: pulumi.ResourceOptions) -> StoredSecret:
+    """The generated KEK passphrase, one for both engines (the same resource, so a switch keeps it and with it every
+    stored secret readable). Changing it needs `mlflow crypto rotate-kek` first; never regenerate it on its own."""
+    passphrase = random.RandomPassword(f"{name}-kek-passphrase", length=48, special=False, opts=child)
+    return args.secrets.secret(
+        f"{name}-crypto",
+        name=CRYPTO_SECRET,
+        namespace=args.namespace,
+        labels=kube.labels("mlflow", "crypto"),
+        data=passphrase.result.apply(lambda value: {KEK_KEY: value}),
+        opts=child,
+    )

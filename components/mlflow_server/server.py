@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.mlflow_server.backends import BackendParts
+from components.mlflow_server.backends import KEK_ENV, KEK_KEY, BackendParts
 from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
 from components.versions import IMAGES
 
@@ -53,11 +53,14 @@ def server_args(args: MlflowServerArgs, backend_flags: list[str], namespace: str
     ]
 
 
-def server_pod(args: MlflowServerArgs, backend: BackendParts, spread: bool = False) -> k8s.core.v1.PodSpecArgs:
+def server_pod(
+    args: MlflowServerArgs, backend: BackendParts, crypto_secret: pulumi.Input[str], spread: bool = False
+) -> k8s.core.v1.PodSpecArgs:
     client_env = dict(args.artifacts.client_env)
     env = [
         kube.secret_env("AWS_ACCESS_KEY_ID", args.artifacts.credentials_secret, CONSUMER_ACCESS_KEY),
         kube.secret_env("AWS_SECRET_ACCESS_KEY", args.artifacts.credentials_secret, CONSUMER_SECRET_KEY),
+        kube.secret_env(KEK_ENV, crypto_secret, KEK_KEY),
         *backend.env,
         *kube.plain_env(
             {
@@ -118,11 +121,16 @@ def server_pod(args: MlflowServerArgs, backend: BackendParts, spread: bool = Fal
 
 
 def replicated_server(
-    name: str, args: MlflowServerArgs, backend: BackendParts, child: pulumi.ResourceOptions, after: Sequence[pulumi.Resource] = ()
+    name: str,
+    args: MlflowServerArgs,
+    backend: BackendParts,
+    crypto_secret: pulumi.Input[str],
+    child: pulumi.ResourceOptions,
+    after: Sequence[pulumi.Resource] = (),
 ) -> None:
     """The postgres engine's Deployment (and its disruption budget), declared after `after` (the migration Job):
     Pulumi waits for those to complete before it rolls the server out."""
-    pod_spec = server_pod(args, backend, spread=args.replicas > 1)
+    pod_spec = server_pod(args, backend, crypto_secret, spread=args.replicas > 1)
     k8s.apps.v1.Deployment(
         f"{name}-server",
         metadata=k8s.meta.v1.ObjectMetaArgs(
