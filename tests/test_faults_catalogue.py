@@ -29,3 +29,11 @@ def test_a_verdict_comes_only_from_pytest_and_a_timeout_is_no_kill(tmp_path):
     assert run_pytest(tmp_path, ["test_fails.py"], timeout=60) == ("killed", "test_fails.py::test_broken")
     outcome, _ = run_pytest(tmp_path, ["test_hangs.py"], timeout=3)
     assert outcome == "TIMEOUT"
+
+
+def test_the_catalogue_test_itself_never_kills_a_fault(tmp_path):
+    # Under a fault, a snippet is missing from the scratch copy: the catalogue test would fail and count as a kill.
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_faults_catalogue.py").write_text("def test_snippets():\n    assert False\n")
+    (tmp_path / "tests" / "test_other.py").write_text("def test_ok():\n    pass\n")
+    assert run_pytest(tmp_path, [], timeout=60) == ("SURVIVED", "")
