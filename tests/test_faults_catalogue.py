@@ -37,3 +37,21 @@ def test_the_catalogue_test_itself_never_kills_a_fault(tmp_path):
     (tmp_path / "tests" / "test_faults_catalogue.py").write_text("def test_snippets():\n    assert False\n")
     (tmp_path / "tests" / "test_other.py").write_text("def test_ok():\n    pass\n")
     assert run_pytest(tmp_path, [], timeout=60) == ("SURVIVED", "")
+
+
+def test_a_kill_counts_only_when_the_killing_test_passes_without_the_fault(tmp_path, monkeypatch):
+    import tools.faults as faults
+
+    scratch = tmp_path / "checkout"
+    (scratch / "tests").mkdir(parents=True)
+    (scratch / "app.py").write_text("VALUE = 1\n")
+    (scratch / "tests" / "test_app.py").write_text("from app import VALUE\n\ndef test_value():\n    assert VALUE == 1\n")
+    (scratch / "tests" / "test_flaky.py").write_text("def test_always_broken():\n    assert False\n")
+    monkeypatch.setattr(faults, "SEARCHED", ("app.py",))
+    files = ["app.py", "tests/test_app.py", "tests/test_flaky.py"]
+    real = faults.Fault("value-two", "config", "-", "VALUE = 1", "VALUE = 2", ("tests/test_app.py",))
+    assert faults.run_fault(real, scratch, files, quick=True, timeout=60)[:2] == ("killed", "tests/test_app.py::test_value")
+    broken = faults.Fault("value-two", "config", "-", "VALUE = 1", "VALUE = 2", ("tests/test_flaky.py",))
+    outcome, by, _ = faults.run_fault(broken, scratch, files, quick=True, timeout=60)
+    assert outcome == "UNSOUND" and "fails without the fault" in by
+    assert (scratch / "app.py").read_text() == "VALUE = 1\n"  # the scratch copy is restored either way

@@ -317,6 +317,12 @@ def scratch_copy(files: list[str]) -> Path:
         if (ROOT / linked).exists():
             (scratch / linked).parent.mkdir(parents=True, exist_ok=True)
             (scratch / linked).symlink_to(ROOT / linked)
+    # A git index holding the same tracked files: tests that ask git what is tracked (yamllint's file list, say) see
+    # what they see in a checkout, instead of failing for want of a repository and passing for a kill.
+    git = ["git", "-c", "core.autocrlf=false"]
+    subprocess.run([*git, "init", "-q"], cwd=scratch, check=True)
+    (scratch / ".git" / "info" / "exclude").write_text("\n".join(f"/{linked}" for linked in LINKED) + "\n")
+    subprocess.run([*git, "add", "-A"], cwd=scratch, check=True)
     return scratch
 
 
@@ -353,11 +359,18 @@ def run_fault(fault: Fault, scratch: Path, files: list[str], quick: bool, timeou
     try:
         (scratch / path).write_text(original.replace(fault.find, fault.replace, 1))
         outcome, by = run_pytest(scratch, list(fault.tests), timeout)
-        if outcome == "SURVIVED" and not quick:
+        whole_suite = outcome == "SURVIVED" and not quick
+        if whole_suite:
             outcome, by = run_pytest(scratch, [], timeout * 6)
-            by = f"{by} (whole suite)" if outcome == "killed" else by
     finally:
         (scratch / path).write_text(original)
+    if outcome == "killed" and "::" in by:
+        # A kill counts only if the killing test passes without the fault: else it says nothing about the fault.
+        control, _ = run_pytest(scratch, [by], timeout)
+        if control != "SURVIVED":
+            outcome, by = "UNSOUND", f"{by} fails without the fault too"
+    if whole_suite and outcome == "killed":
+        by = f"{by} (whole suite)"
     return outcome, by, time.monotonic() - started
 
 
