@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -411,17 +412,19 @@ def migrated(site):
     with timed("first airflow db migrate"):
         first = run(site, af.MIGRATE_COMMAND)
     assert first.returncode == 0, first.stdout + first.stderr
-    with timed("admin bootstrap (create)"):
-        admin = run(site, af.ADMIN_COMMAND, {**af.SECRET_ENV, **af.ADMIN_ENV})
-    assert admin.returncode == 0, admin.stdout + admin.stderr
-    assert f'User "{ADMIN}" created with role "Admin"' in admin.stdout + admin.stderr
     return first
 
 
 @pytest.fixture(scope="module")
 def running(site, migrated):
-    with timed("four processes healthy"):
+    with timed("four processes healthy, admin bootstrapped meanwhile"):
         start_processes(site)
+        # The bootstrap needs the migrated database only, not the processes: it runs while they start.
+        admin = subprocess.Popen(site["argv"](af.ADMIN_COMMAND), env=site["env"]({**af.SECRET_ENV, **af.ADMIN_ENV}),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = admin.communicate(timeout=300)[0]
+        assert admin.returncode == 0, output
+        assert f'User "{ADMIN}" created with role "Admin"' in output
         wait_until(lambda: healthy(site), 240, "a healthy api-server, scheduler, triggerer and dag-processor", site)
     time.sleep(5)  # past the start-up work (first DAG parse, initial heartbeats)
     site["memory"].snapshot_idle()
@@ -462,8 +465,14 @@ def test_pins_match_the_image_and_the_platform(airflow_bin):
     for provider, version in AIRFLOW_PROVIDERS.items():
         assert f"apache-airflow-providers-{provider}=={version}\n" in requirements
     assert IMAGES["airflow"] == f"apache/airflow:{AIRFLOW_VERSION}-python3.11"
-    # The example task's MLflow client is the server's release; its interpreter is the image's.
-    assert f"mlflow-skinny=={MLFLOW_VERSION}" in dag_constants()["REQUIREMENTS"]
+    constraints = (ROOT / "scripts" / "airflow-constraints.txt").read_text()
+    for pin in re.findall(r"^([\w.-]+==[\w.]+)$", requirements, re.MULTILINE):
+        assert re.search(rf"^{re.escape(pin)}$", constraints, re.MULTILINE | re.IGNORECASE), f"{pin} not in the constraints"
+    # The example task's MLflow client is the server's release, its other packages the releases the platform's MLflow
+    # (and the serving tests) use, so the model it logs loads there; its interpreter is the image's.
+    for pin in dag_constants()["REQUIREMENTS"]:
+        name, version = pin.split("==")
+        assert version == (MLFLOW_VERSION if name == "mlflow-skinny" else importlib.metadata.version(name)), pin
     assert 'python_version="3.11"' in af.EXAMPLE_DAG.read_text()
     found = subprocess.run(
         [airflow_bin.parent / "python", "-c", "import sys, airflow; print(f'{sys.version_info[0]}.{sys.version_info[1]}', airflow.__version__)"],
@@ -545,7 +554,8 @@ def test_the_task_log_lands_in_the_logs_bucket(dag_run, site):
 def test_restarting_every_process_loses_no_run_history_and_logs_still_read_from_the_bucket(dag_run, running):
     site = running
     run_id = dag_run["run"]["dag_run_id"]
-    stop_processes(site)
+    with timed("stop: all four processes"):
+        stop_processes(site)
     # The exec probes are not vacuous: with their process gone they fail (run together: each starts Airflow's CLI).
     exec_probes = {name: p.probe.command for name, p in af.PROCESSES.items() if isinstance(p.probe, af.ExecProbe)}
     checks = {name: subprocess.Popen(site["argv"](command), env=site["env"](af.SECRET_ENV), stdout=subprocess.PIPE,
