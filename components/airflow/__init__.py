@@ -134,11 +134,15 @@ ADMIN_COMMAND: tuple[str, ...] = (
 class HttpProbe:
     path: str
     port: int
+    timeout_seconds: int = 5
 
 
 @dataclass(frozen=True)
 class ExecProbe:
     command: tuple[str, ...]
+    timeout_seconds: int = 60
+    """Starting Airflow's CLI took 5-12 s on a loaded 2-core machine (tests/test_airflow_real.py prints it); the
+    kubelet's default of 1 s would restart a healthy process."""
 
 
 @dataclass(frozen=True)
