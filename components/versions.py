@@ -9,6 +9,13 @@ from dataclasses import dataclass
 MLFLOW_VERSION = "3.15.1"
 """MLflow server version; the test requirements pin the same PyPI release."""
 
+AIRFLOW_VERSION = "3.3.2"
+"""Apache Airflow version of the image; scripts/airflow-requirements.txt pins the same PyPI release for the real tests."""
+
+AIRFLOW_PROVIDERS = {"amazon": "9.39.0", "postgres": "7.1.1", "fab": "3.10.2"}
+"""Providers the platform relies on (S3 remote logs, the PostgreSQL metadata database, the FAB auth manager and its
+users), pinned in the real tests' virtualenv. The image brings the releases its own constraints pinned at build time."""
+
 POSTGRES_MAJOR = 17
 """PostgreSQL major version of the cluster; backup clients must use the same major."""
 
@@ -31,6 +38,8 @@ IMAGES = {
     "temporal-server": "temporalio/server:1.31.2",
     "temporal-admin-tools": "temporalio/admin-tools:1.31.2",
     "temporal-ui": "temporalio/ui:2.52.0",
+    # Python 3.11, as CI's interpreter that runs the same release in the real tests (the bare tag is 3.12).
+    "airflow": f"apache/airflow:{AIRFLOW_VERSION}-python3.11",
     # Backups: uploads, prunes and mirrors; the drills run Debian's rclone with the same flags.
     "rclone": "rclone/rclone:1.75.0",
     # The Vault chart's server image; the snapshot CronJob runs the same CLI.

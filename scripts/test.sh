@@ -29,6 +29,19 @@ if [ ! -x .ci/checkov/bin/checkov ]; then
   .ci/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==3.3.30
 fi
 
+# Airflow (tests/test_airflow_real.py) pins releases that clash with MLflow's: its own virtualenv too. uv resolves and
+# installs its ~190 packages in a fraction of pip's time, and the official image ships uv for the same reason.
+# A bump of either file rebuilds it.
+airflow_pins="$(cat scripts/airflow-requirements.txt scripts/airflow-constraints.txt | sha256sum | cut -d' ' -f1)"
+if [ ! -x .ci/airflow/bin/airflow ] || [ "$(cat .ci/airflow/.pins 2>/dev/null)" != "$airflow_pins" ]; then
+  rm -rf .ci/airflow
+  python3 -m venv .ci/airflow
+  .ci/airflow/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
+  .ci/airflow/bin/uv pip install -q --python .ci/airflow/bin/python \
+    -r scripts/airflow-requirements.txt -c scripts/airflow-constraints.txt
+  echo "$airflow_pins" > .ci/airflow/.pins
+fi
+
 [ -x venv/bin/python ] || python3 -m venv venv
 venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
 
