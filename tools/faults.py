@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SEARCHED = ("components/", "__main__.py", "tools/", "policy/", "scripts/", "docs/runbooks/", "dev/")
 """Tracked paths a snippet may live in; this file is excluded (it quotes every snippet)."""
-LINKED = ("venv", ".ci/checkov", ".ci/node")
+LINKED = ("venv", ".ci/checkov", ".ci/node", ".ci/airflow")
 """Untracked tool directories the tests look for beside the checkout; linked, not copied, into the scratch copy."""
 
 
