@@ -6,7 +6,7 @@ import json
 import re
 
 from tests.support import containers, pod_spec, workloads
-from tools.render import unwrap_secrets
+from tools.render import is_secret, unwrap_secrets
 
 STATEFUL_KINDS = ("PersistentVolumeClaim", "StorageClass", "Cluster", "Database")
 DEFAULT_CREDENTIALS = ("minioadmin", "password1234", "prom-operator", "admin:admin", "changeme")
@@ -119,3 +119,21 @@ def test_rendered_files_are_stable_so_reviews_diff_cleanly(rendering, tmp_path):
     assert first == again
     assert any(name.startswith("helm-") for name in first)
     assert not any("@:/%#?" in text for text in first.values()), "Secret values must be redacted in rendered files"
+
+
+SECRET_PAYLOADS = {
+    "kubernetes:core/v1:Secret": ("data", "stringData"),
+    "vault:kv/secretV2:SecretV2": ("dataJson",),
+}
+
+
+def test_every_secret_payload_is_a_pulumi_secret_whatever_its_source(rendering):
+    # Encrypted in state and masked in previews because the program marks it, not because a source happened to be
+    # secret: a payload built from a plain config value or a derived URI must not be stored in clear text.
+    payloads = {
+        (resource.name, key): resource.inputs[key]
+        for resource in rendering.resources if resource.type in SECRET_PAYLOADS
+        for key in SECRET_PAYLOADS[resource.type] if key in resource.inputs
+    }
+    assert payloads, "no Secret payloads rendered: the check would prove nothing"
+    assert [where for where, value in payloads.items() if not is_secret(value)] == []
