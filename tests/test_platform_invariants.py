@@ -137,3 +137,24 @@ def test_every_secret_payload_is_a_pulumi_secret_whatever_its_source(rendering):
     }
     assert payloads, "no Secret payloads rendered: the check would prove nothing"
     assert [where for where, value in payloads.items() if not is_secret(value)] == []
+
+
+def test_every_generated_password_is_long(rendering):
+    # 32 characters of a 62-letter alphabet is ~190 bits: nothing a guesser or a leaked hash table reaches.
+    lengths = {r.name: r.inputs["length"] for r in rendering.find_all(type="random:index/randomPassword:RandomPassword")}
+    assert lengths and {name: n for name, n in lengths.items() if n < 32} == {}
+
+
+def test_every_rclone_remote_uses_only_the_credentials_it_is_given(rendering):
+    # With env_auth, rclone falls back to the node's or pod's ambient cloud credentials (an instance role, say) when
+    # the Secret's keys are missing, and writes where the job's own user could not.
+    remotes = {}
+    for workload, manifest in workloads(rendering):
+        for c in containers(manifest):
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            for name in env:
+                match = re.fullmatch(r"RCLONE_CONFIG_(\w+)_TYPE", name)
+                if match:
+                    remotes[(workload.name, c["name"], match[1])] = env.get(f"RCLONE_CONFIG_{match[1]}_ENV_AUTH")
+    assert remotes, "no rclone remote rendered: the check would prove nothing"
+    assert {where: value for where, value in remotes.items() if value != "false"} == {}
