@@ -657,6 +657,12 @@ def test_the_reader_job_creates_a_read_only_user_and_converges_on_every_run(prod
     assert f"event=user result=created username={serving.READER_USERNAME}" in first.stdout
     assert f"result=granted username={serving.READER_USERNAME} registered_model={MODEL} permission=READ" in first.stdout
     assert f"result=granted username={serving.READER_USERNAME} experiment=* permission=READ" in first.stdout
+    # What MLflow stored, not what the Job says it asked for.
+    with resolve_to_loopback(MLFLOW_HOST), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", prod_mlflow["admin"][0])
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", prod_mlflow["admin"][1])
+        stored = AuthServiceClient(prod_mlflow["url"]).get_user_permission(serving.READER_USERNAME, "registered_model", MODEL)
+        assert stored.permission == "READ"
     # A second run (a replaced Job, a retried pod) succeeds and changes nothing that matters.
     again = run_reader_job(prod_serving, prod_mlflow["port"], tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
