@@ -185,6 +185,32 @@ def resolve_to_loopback(*hostnames: str) -> Iterator[None]:
         socket.getaddrinfo = original
 
 
+# Cluster DNS for a child process (and its children): the names in TEST_LOOPBACK_HOSTS resolve to 127.0.0.1. The
+# subprocess twin of resolve_to_loopback, loaded by Python's sitecustomize hook.
+DNS_SHIM = '''\
+import os
+import socket
+
+_names = set(filter(None, os.environ.get("TEST_LOOPBACK_HOSTS", "").split(",")))
+_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback(host, *args, **kwargs):
+    return _getaddrinfo("127.0.0.1" if host in _names else host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback
+'''
+
+
+def cluster_dns(root: Path, *hosts: str) -> dict[str, str]:
+    """Environment that makes a Python process resolve `hosts` (and only those of the cluster's names) to 127.0.0.1."""
+    shim = root / "dns-shim"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / "sitecustomize.py").write_text(DNS_SHIM)
+    return {"PYTHONPATH": str(shim), "TEST_LOOPBACK_HOSTS": ",".join(hosts)}
+
+
 def postgres_bin() -> Path | None:
     """Debian's PostgreSQL server binaries (the newest major installed), or None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))

@@ -38,6 +38,7 @@ from components.postgres_cluster import connection_fields
 from components.versions import AIRFLOW_PROVIDERS, AIRFLOW_VERSION, IMAGES, MLFLOW_VERSION
 from tests.realservers import (
     LocalMapping,
+    cluster_dns,
     container_command,
     container_env,
     free_port,
@@ -71,21 +72,6 @@ IN_CLUSTER_MLFLOW = f"http://{MLFLOW_HOST}:{mlflow_server.PORT}"
 REGION = "us-east-1"
 ADMIN = "admin"
 
-# Cluster DNS for one process and its children: the names in TEST_LOOPBACK_HOSTS resolve to 127.0.0.1.
-DNS_SHIM = '''\
-import os
-import socket
-
-_names = set(filter(None, os.environ.get("TEST_LOOPBACK_HOSTS", "").split(",")))
-_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback(host, *args, **kwargs):
-    return _getaddrinfo("127.0.0.1" if host in _names else host, *args, **kwargs)
-
-
-socket.getaddrinfo = _loopback
-'''
 
 TIMINGS: dict[str, float] = {}
 
@@ -97,11 +83,6 @@ def timed(what: str):
     TIMINGS[what] = round(time.monotonic() - started, 1)
 
 
-def cluster_dns(root: Path, *hosts: str) -> dict[str, str]:
-    shim = root / "dns-shim"
-    shim.mkdir(parents=True, exist_ok=True)
-    (shim / "sitecustomize.py").write_text(DNS_SHIM)
-    return {"PYTHONPATH": str(shim), "TEST_LOOPBACK_HOSTS": ",".join(hosts)}
 
 
 def dag_constants() -> dict:

@@ -40,6 +40,7 @@ from tests.conftest import rendered
 from tests.realservers import (
     LocalMapping,
     apply_declared_roles_and_databases,
+    cluster_dns,
     container_command,
     container_env,
     ensure_bucket,
@@ -65,21 +66,6 @@ IN_CLUSTER_S3 = f"http://{STORAGE_HOST}:9000"
 MODEL = "tiny-regressor"
 FRAME = {"x1": [0.5, 1.5, -2.0, 10.0], "x2": [1.0, 0.0, 3.25, -4.5]}
 
-# Cluster DNS for one process: the names in TEST_LOOPBACK_HOSTS resolve to 127.0.0.1, where the test runs the servers.
-DNS_SHIM = '''\
-import os
-import socket
-
-_names = set(filter(None, os.environ.get("TEST_LOOPBACK_HOSTS", "").split(",")))
-_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback(host, *args, **kwargs):
-    return _getaddrinfo("127.0.0.1" if host in _names else host, *args, **kwargs)
-
-
-socket.getaddrinfo = _loopback
-'''
 
 
 def frame() -> pd.DataFrame:
@@ -204,12 +190,6 @@ class ServingPod:
             raise AssertionError(f"{error}; last /readyz: {call(self.port, '/readyz').body!r}\n{self.log_text()[-4000:]}") from None
 
 
-def cluster_dns(root: Path, *hosts: str) -> dict[str, str]:
-    """Environment that makes a Python process resolve `hosts` (and only those of the cluster's names) to 127.0.0.1."""
-    shim = root / "dns-shim"
-    shim.mkdir(parents=True, exist_ok=True)
-    (shim / "sitecustomize.py").write_text(DNS_SHIM)
-    return {"PYTHONPATH": str(shim), "TEST_LOOPBACK_HOSTS": ",".join(hosts)}
 
 
 SERVING_NAMESPACE = "mlops-serving"
