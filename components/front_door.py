@@ -35,7 +35,7 @@ GATEWAY = "front-door"
 PROXY_PORTS = {"http": 10080, "https": 10443}
 """Where the proxy pods listen for the Gateway's ports 80 and 443: Envoy Gateway maps ports below 1024 to port +
 10000, so the proxies need no NET_BIND_SERVICE and meet the restricted profile."""
-PROXY_LABELS = {"app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway"}
+PROXY_LABELS = {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway"}
 """Labels Envoy Gateway puts on every proxy pod it runs (internal/infrastructure/kubernetes/proxy/resource.go)."""
 OIDC_SECRET = "front-door-oidc"
 """Secret holding the OIDC client's secret (key `client-secret`, as the SecurityPolicy reads it) in each namespace
