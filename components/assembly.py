@@ -399,7 +399,10 @@ def front_door_args(
         namespace_names=plan.namespace_names(),
         config=door,
         routes=plan.routes,
-        oidc=Oidc(issuer=door.oidc.issuer, client_id=door.oidc.client_id, client_secret=_oidc_client_secret()),
+        oidc=Oidc(
+            issuer=door.oidc.issuer, client_id=door.oidc.client_id, client_secret=_oidc_client_secret(),
+            authorization_url=door.oidc.authorization_url, token_url=door.oidc.token_url,
+        ),
         cert_manager=cert_manager,
         secrets=secrets,
     )

@@ -204,6 +204,10 @@ class Oidc:
     """Client id at the provider."""
     client_secret: pulumi.Input[str]
     """The client's secret (a Pulumi secret), delivered to each namespace with an OIDC route as OIDC_SECRET."""
+    authorization_url: str | None = None
+    """The provider's authorization endpoint; None: the gateway reads it from the discovery document."""
+    token_url: str | None = None
+    """The provider's token endpoint; None: from the discovery document."""
 
 
 @dataclass(frozen=True)
@@ -440,7 +444,12 @@ def oidc_policy_spec(route: Route, oidc: Oidc) -> dict:
     return {
         "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route.name}],
         "oidc": {
-            "provider": {"issuer": oidc.issuer},
+            "provider": {
+                "issuer": oidc.issuer,
+                # Given, the endpoints spare the controller a discovery fetch (and a provider unreachable at deploy).
+                **({"authorizationEndpoint": oidc.authorization_url} if oidc.authorization_url else {}),
+                **({"tokenEndpoint": oidc.token_url} if oidc.token_url else {}),
+            },
             "clientID": oidc.client_id,
             "clientSecret": {"name": OIDC_SECRET},
             # The callback is https://<host>/oauth2/callback (Envoy Gateway's default): register it at the provider.
