@@ -12,7 +12,7 @@ import re
 import pytest
 
 from components.config import ConfigError, parse_stack_config
-from components.front_door import API_KEY_HEADER, MODEL_KEYS_SECRET, OIDC_SECRET, PROXY_LABELS
+from components.front_door import API_KEY_HEADER, CERT_MANAGER_VALUES, MODEL_KEYS_SECRET, OIDC_SECRET, PROXY_LABELS
 from components.observability import GRAFANA_OIDC_SECRET
 from components.versions import CHARTS
 from tools.charts import render_stack_charts
@@ -137,6 +137,14 @@ def waits_for(rendering: Rendering, urn: str) -> set[str]:
                 seen.add(dependency)
                 todo.append(dependency)
     return seen
+
+
+@pytest.mark.xfail(strict=True, reason="MERGE: cert-manager's values live in cnpg_backup_plugin.py until the CertManager "
+                   "component (another branch) owns them and merges front_door.CERT_MANAGER_VALUES; then drop this mark")
+def test_cert_manager_answers_acme_challenges_through_the_gateway(prod):
+    (values,) = [r.inputs["values"] for r in prod.resources if r.type.startswith("kubernetes:helm.sh/") and r.inputs["chart"] == "cert-manager"]
+    assert values.get("config", {}).get("gatewayAPI") == CERT_MANAGER_VALUES["config"]["gatewayAPI"]
+    assert values["config"]["kind"] == "ControllerConfiguration"
 
 
 def test_http_is_redirected_to_https(published):
