@@ -264,7 +264,7 @@ def test_prod_flows(prod):
     assert {("vault-readers", "vault"), ("external-secrets-webhook", "external-secrets"), ("cert-manager-webhook", "cert-manager"),
             ("cnpg-webhook", "cnpg"), ("operator-webhook", "observability"), ("mlflow-clients", "mlflow")} <= names
     # No ingress controller's namespace any more: the front door's proxy pods, and only they, reach the published UIs.
-    assert flow(prod, "mlflow-clients", "mlflow").source_namespaces == ()
+    assert flow(prod, "mlflow-clients", "mlflow").sources == ("clients",)
     door = flow(prod, "front-door-mlflow", "mlflow")
     assert door.sources == ("gateway",) and door.ports == (5000,)
     assert door.source_pods == {
