@@ -51,6 +51,9 @@ OIDC, OWN_LOGIN, API_KEY = "gateway-oidc", "own-login", "api-key"
 PROXY_RESOURCES = ResourceSpec({"cpu": "100m", "memory": "128Mi"}, {"cpu": "1", "memory": "512Mi"})
 """Each Envoy proxy: a handful of routes and certificates. Not measured on a cluster (none here); Envoy Gateway's own
 default asks for 512Mi, which a dozen routes do not need."""
+CONTROLLER_RESOURCES = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "1Gi"})
+"""The Envoy Gateway controller: the chart's own requests and memory limit (v1.9.0 values), stated so the plan counts
+them, with a CPU limit added."""
 SMALL = ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "100m", "memory": "128Mi"})
 """The certgen Job (one run per install or upgrade), whose chart values set no resources."""
 
@@ -393,6 +396,7 @@ def chart_values() -> dict:
         # one gateway with a few replicas does not need it.
         "topologyInjector": {"enabled": False},
         "certgen": {"job": {"resources": certgen}},
+        "deployment": {"envoyGateway": {"resources": CONTROLLER_RESOURCES.as_k8s()}},
     }
 
 
