@@ -6,6 +6,7 @@ from components.assembly import (
     backup_plugin_args,
     cnpg_args,
     foundation_args,
+    front_door_args,
     mlflow_args,
     network_args,
     object_store_args,
@@ -22,6 +23,7 @@ from components.cluster import ClusterFoundation
 from components.cnpg_backup_plugin import CnpgBackupPlugin
 from components.cnpg_operator import CnpgOperator
 from components.config import load_stack_config
+from components.front_door import FrontDoor
 from components.mlflow_server import MlflowServer
 from components.model_serving import ModelServing
 from components.monitoring import PlatformMonitoring
@@ -70,11 +72,14 @@ else:
     mlflow = MlflowServer("mlflow", mlflow_args(plan, foundation, secrets, postgres, store, observability), opts=opts)
     serving = ModelServing("serving", serving_args(plan, foundation, secrets, mlflow, observability), opts=opts) if plan.has("serving") else None
     temporal = TemporalStack("temporal", temporal_args(plan, foundation, postgres, observability), opts=opts)
+    # The way in from outside: one Gateway, TLS from cert-manager, single sign-on.
+    cert_manager = plugin.ready if plugin else None  # MERGE: CertManager.ready
+    door = FrontDoor("front-door", front_door_args(plan, foundation, secrets, cert_manager), opts=opts) if plan.has("front-door") else None
     # Backups, then the alerts and dashboards that watch everything above.
     backups = Backups("backups", backups_args(plan, foundation, store, postgres, mlflow, vault), opts=opts)
     if observability:
         PlatformMonitoring("monitoring", monitoring_args(plan, foundation, observability, backups), opts=opts)
     export_outputs(
         plan, foundation=foundation, observability_stack=observability, store=store, postgres=postgres, redis=redis,
-        mlflow=mlflow, serving=serving, temporal=temporal, backups=backups,
+        mlflow=mlflow, serving=serving, temporal=temporal, backups=backups, front_door=door,
     )

@@ -14,6 +14,7 @@ from components import backups as backup_jobs
 from components import (
     cnpg_backup_plugin,
     cnpg_operator,
+    front_door,
     mlflow_server,
     model_serving,
     object_store,
@@ -28,9 +29,9 @@ from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
 from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
 from components.config import TEMPORAL_DATABASES
+from components.front_door import FrontDoorArgs, Oidc
 from components.mlflow_server import (
     ArtifactStore,
-    Ingress,
     MlflowServer,
     MlflowServerArgs,
     PostgresBackend,
@@ -39,7 +40,7 @@ from components.mlflow_server import (
 from components.model_serving import MlflowReader, ModelServingArgs, ServedModelArgs
 from components.network_policies import NetworkPoliciesArgs
 from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
-from components.observability import LokiObjectStorage, ObservabilityStack, ObservabilityStackArgs
+from components.observability import GrafanaSso, LokiObjectStorage, ObservabilityStack, ObservabilityStackArgs
 from components.plan import PlatformPlan
 from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
 from components.redis import RedisArgs
@@ -47,6 +48,16 @@ from components.secret_store import SecretStore
 from components.secret_sync import SecretSyncArgs
 from components.temporal_stack import ChartEngine, DevEngine, SqlStore, TemporalStackArgs
 from components.vault_server import KmsUnseal, VaultServer, VaultServerArgs
+
+
+def _public_host(plan: PlatformPlan, host: str) -> str | None:
+    """`<host>.<domain>` when the front door publishes `host`, else None."""
+    door = plan.config.front_door
+    return front_door.fqdn(host, door.domain) if any(route.host == host for route in plan.routes) else None
+
+
+def _oidc_client_secret() -> pulumi.Output[str]:
+    return pulumi.Config().require_secret("oidcClientSecret")
 
 
 def _metrics_ready(plan: PlatformPlan, component: str, stack: ObservabilityStack | None) -> pulumi.Resource | None:
@@ -131,6 +142,23 @@ def observability_args(
         node_ports={role: planned.node_port for role, planned in plan.node_ports.items() if planned.component == "observability"},
         protect=config.protect_state,
         secrets=secrets,
+        grafana_sso=_grafana_sso(plan),
+    )
+
+
+def _grafana_sso(plan: PlatformPlan) -> GrafanaSso | None:
+    """Grafana's own sign-in with the front door's provider, when the front door publishes Grafana."""
+    host = _public_host(plan, "grafana")
+    oidc = plan.config.front_door.oidc
+    if host is None or oidc is None:
+        return None
+    return GrafanaSso(
+        root_url=f"https://{host}",
+        client_id=oidc.client_id,
+        client_secret=_oidc_client_secret(),
+        authorization_url=oidc.authorization_url or "",
+        token_url=oidc.token_url or "",
+        userinfo_url=oidc.userinfo_url or "",
     )
 
 
@@ -230,7 +258,8 @@ def postgres_args(
             for database in plan.databases
         ),
         node_port=plan.node_port("postgres"),
-        continuous_backup=_continuous_backup(plan, plugin, store) if plugin else None,
+        # The plugin is also there for cert-manager alone (the front door): archiving only with backups.continuous.
+        continuous_backup=_continuous_backup(plan, plugin, store) if plugin and config.backups.continuous else None,
         protect=config.protect_state,
         secrets=secrets,
         metrics_after=[metrics_ready] if metrics_ready else None,
@@ -263,7 +292,6 @@ def mlflow_args(
 ) -> MlflowServerArgs:
     config = plan.config
     mlflow = config.mlflow
-    ingress = mlflow.ingress
     return MlflowServerArgs(
         namespace=foundation.namespaces[mlflow_server.NAMESPACE],
         backend=PostgresBackend(
@@ -283,11 +311,7 @@ def mlflow_args(
         replicas=mlflow.replicas,
         workers=mlflow.workers,
         node_port=plan.node_port("mlflow"),
-        ingress=Ingress(
-            host=ingress.host, class_name=ingress.class_name, tls_secret=ingress.tls_secret, cluster_issuer=ingress.cluster_issuer
-        )
-        if ingress
-        else None,
+        public_host=_public_host(plan, "mlflow"),
         protect=config.protect_state,
         secrets=secrets,
         metrics_after=_metrics_ready(plan, "mlflow", observability_stack),
@@ -358,4 +382,27 @@ def serving_args(
         else None,
         secrets=secrets,
         metrics_after=_metrics_ready(plan, "serving", observability_stack),
+    )
+
+
+# --- The front door ---------------------------------------------------------------------------------------------
+
+
+def front_door_args(
+    plan: PlatformPlan, foundation: ClusterFoundation, secrets: SecretStore, cert_manager: pulumi.Resource | None
+) -> FrontDoorArgs:
+    config = plan.config
+    door = config.front_door
+    return FrontDoorArgs(
+        namespace=foundation.namespaces[front_door.NAMESPACE],
+        namespaces=foundation.namespaces,
+        namespace_names=plan.namespace_names(),
+        config=door,
+        routes=plan.routes,
+        oidc=Oidc(
+            issuer=door.oidc.issuer, client_id=door.oidc.client_id, client_secret=_oidc_client_secret(),
+            authorization_url=door.oidc.authorization_url, token_url=door.oidc.token_url,
+        ),
+        cert_manager=cert_manager,
+        secrets=secrets,
     )

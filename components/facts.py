@@ -61,8 +61,6 @@ class Flow:
     """Labels of the receiving pods; empty: every pod of the namespace."""
     source_pods: Mapping[str, str] = field(default_factory=dict)
     """Labels the sending pods must carry (with namespace sources); empty: any pod."""
-    source_namespaces: tuple[str, ...] = ()
-    """Namespaces outside the platform (by name) the traffic may also come from, e.g. the ingress controller's."""
 
 
 @dataclass(frozen=True)

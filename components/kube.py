@@ -292,9 +292,9 @@ def helm_release(
     return k8s.helm.v3.Release(
         name,
         name=release_name,
-        chart=chart.name,
+        chart=chart.reference,
         version=chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        repository_opts=None if chart.oci else k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
         namespace=namespace,
         values=values,
         timeout=timeout,
@@ -310,9 +310,9 @@ def helm_chart(
     (previews show each), hooks never."""
     return k8s.helm.v4.Chart(
         name,
-        chart=chart.name,
+        chart=chart.reference,
         version=chart.version,
-        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
+        repository_opts=None if chart.oci else k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),
         namespace=namespace,
         values=values,
         opts=opts,

@@ -107,10 +107,7 @@ def policy_spec(flow: Flow, names: Mapping[str, str]) -> dict:
     """The NetworkPolicy spec admitting one flow."""
     rule: dict = {}
     if ANYWHERE not in flow.sources:
-        rule["from"] = [_peer(source, names, flow.source_pods) for source in flow.sources] + [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-            for namespace in flow.source_namespaces
-        ]
+        rule["from"] = [_peer(source, names, flow.source_pods) for source in flow.sources]
     if flow.ports:
         rule["ports"] = [{"protocol": "TCP", "port": port} for port in flow.ports]
     return {

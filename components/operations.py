@@ -27,6 +27,7 @@ from components.backups import (
 )
 from components.cluster import ClusterFoundation
 from components.config import PROJECT
+from components.front_door import FrontDoor
 from components.mlflow_server import MlflowServer
 from components.model_serving import ModelServing
 from components.monitoring import AlertTargets, PlatformMonitoringArgs
@@ -146,6 +147,7 @@ def export_outputs(
     serving: ModelServing | None,
     temporal: TemporalStack,
     backups: Backups,
+    front_door: FrontDoor | None = None,
 ) -> None:
     """What users need: URLs, endpoints, Secret names, and commands that print generated credentials."""
     namespaces = foundation.namespaces
@@ -186,6 +188,15 @@ def export_outputs(
         every_key = "go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{\"\\n\"}}{{end}}'"
         pulumi.export("minio_credentials_command", _read_secret_command(plan, namespaces[object_store.NAMESPACE], "minio-root", every_key))
     pulumi.export("local_urls", {role: f"http://localhost:{planned.node_port}" for role, planned in plan.node_ports.items()})
+    if front_door is not None:
+        pulumi.export("public_urls", front_door.urls)
+        if front_door.model_keys_secret is not None:
+            pulumi.export(
+                "model_api_key_command",
+                _read_secret_command(
+                    plan, namespaces[model_serving.NAMESPACE], front_door.model_keys_secret, "jsonpath='{.data.platform}' | base64 -d"
+                ),
+            )
 
 
 def export_vault_install_steps(plan: PlatformPlan, foundation: ClusterFoundation) -> None:

@@ -18,6 +18,7 @@ from components import (
     backups,
     cnpg_backup_plugin,
     cnpg_operator,
+    front_door,
     mlflow_server,
     model_serving,
     object_store,
@@ -52,6 +53,7 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "mlflow": mlflow_server.facts,
     "serving": model_serving.facts,
     "temporal": temporal_stack.facts,
+    "front-door": front_door.facts,
     "backups": backups.facts,
 }
 """Where each component's facts come from, by component name; the foundation, the network policies and the
@@ -125,6 +127,8 @@ class PlatformPlan:
     `cnpg-backup` component)."""
     monitored: tuple[str, ...]
     """Components Prometheus scrapes."""
+    routes: tuple[front_door.Route, ...] = ()
+    """What the front door publishes on `<host>.<domain>`, and how each is signed in to; empty without it."""
 
     @property
     def installing_vault(self) -> bool:
@@ -180,6 +184,7 @@ def platform_plan(config: StackConfig) -> PlatformPlan:
         node_ports=node_ports,
         backups=backups.jobs(config) if "backups" in components else {},
         monitored=monitored,
+        routes=front_door.routes(config) if "front-door" in components else (),
     )
 
 
@@ -200,14 +205,17 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
         "objects",
         *(["observability"] if logs_in_bucket else []),
         "cnpg",
-        # Continuous WAL archiving needs the barman-cloud plugin, and the plugin needs cert-manager.
-        *(["cnpg-backup"] if config.backups.continuous else []),
+        # Continuous WAL archiving needs the barman-cloud plugin, and the plugin needs cert-manager; so does the
+        # front door. MERGE: the CertManager component replaces this (the plugin only with backups.continuous).
+        *(["cnpg-backup"] if config.needs_cert_manager else []),
         "postgres",
         "redis",
         "mlflow",
         # Model serving reads MLflow's registry; with no model listed there is nothing to build.
         *(["serving"] if config.serving.models else []),
         "temporal",
+        # The way in from outside: every published service exists before its route.
+        *(["front-door"] if config.front_door.enabled else []),
         "backups",
         *(["monitoring"] if watched else []),
     )

@@ -44,6 +44,9 @@ IMAGES = {
     "rclone": "rclone/rclone:1.75.0",
     # The Vault chart's server image; the snapshot CronJob runs the same CLI.
     "vault": "hashicorp/vault:2.0.4",
+    # The front door's data plane: the Envoy build Envoy Gateway v1.9.0 defaults to (api/v1alpha1/shared_types.go),
+    # named here so a gateway-helm bump is a visible proxy bump too.
+    "envoy": "docker.io/envoyproxy/envoy:distroless-v1.39.0",
 }
 """Container images by role, each pinned to an immutable release tag."""
 
@@ -55,6 +58,24 @@ class Chart:
     name: str
     version: str
     repository: str
+    """An HTTP chart repository, or an OCI registry path (`oci://host/path`) under which the chart is `name`."""
+
+    @property
+    def oci(self) -> bool:
+        return self.repository.startswith("oci://")
+
+    @property
+    def reference(self) -> str:
+        """What Helm is given as the chart: `oci://host/path/name` from a registry, the bare name from a repository."""
+        return f"{self.repository}/{self.name}" if self.oci else self.name
+
+    @classmethod
+    def from_reference(cls, chart: str, version: str, repository: str = "") -> "Chart":
+        """The inverse of `reference` (with the HTTP repository passed apart, as Helm takes it)."""
+        if chart.startswith("oci://"):
+            registry, _, name = chart.rpartition("/")
+            return cls(name, version, registry)
+        return cls(chart, version, repository)
 
 
 CHARTS = {
@@ -73,5 +94,9 @@ CHARTS = {
     # Secrets (prod): Vault (BUSL) as the store, External Secrets Operator (Apache-2.0) syncing it into Secrets.
     "vault": Chart("vault", "0.34.1", "https://helm.releases.hashicorp.com"),
     "external-secrets": Chart("external-secrets", "2.9.0", "https://charts.external-secrets.io"),
+    # The front door (Gateway API): Envoy Gateway, CNCF, Gateway API conformant, OIDC in its SecurityPolicy; it
+    # replaces the community ingress-nginx, retired in March 2026. Its chart ships the Gateway API CRDs (v1.6.1).
+    # Published only to an OCI registry; v1.9.0 is the newest release (2026-08-15).
+    "gateway-helm": Chart("gateway-helm", "v1.9.0", "oci://docker.io/envoyproxy"),
 }
 """Helm charts by name, pinned; ../shared/reference/charts/<name>/<version> holds their values and CRDs."""

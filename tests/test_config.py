@@ -48,7 +48,7 @@ def test_dev_stack_file_is_the_seed_platform():
 
 def test_prod_stack_file_protects_state_on_its_own_storage_class():
     # The Vault token is a secret setting: only its presence is checked.
-    config = parse_stack_config("prod", {**stack_file("prod"), "vaultToken": "set-with-pulumi-config-set-secret"})
+    config = parse_stack_config("prod", {**stack_file("prod"), "vaultToken": "set-with-pulumi-config-set-secret", "oidcClientSecret": "set"})
     assert config.protect_state is True
     assert config.storage.provisioner == "ebs.csi.aws.com"
     assert config.storage.parameters == {"type": "gp3", "encrypted": "true"}
@@ -84,8 +84,8 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             {"mlflow": {"replicas": 2}},
             "mlops-platform:mlflow.replicas = 2: the sqlite engine runs exactly 1 replica",
         ),
-        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, ingress, migrateFrom, replicas'),
-        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: alertmanagerReceiverUrl, backups, cloudflareApiToken, kubeContext, mlflow"),
+        ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, migrateFrom, replicas'),
+        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: alertmanagerReceiverUrl, backups, cloudflareApiToken, frontDoor, kubeContext, mlflow"),
         ({"objectStore": {"engine": "s3"}}, "mlops-platform:objectStore.bucketPrefix = null: required with engine s3"),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "region": "Frankfurt"}}, 'mlops-platform:objectStore.region = "Frankfurt": expected an AWS region'),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "kmsKeyArn": "my-key"}}, 'mlops-platform:objectStore.kmsKeyArn = "my-key": expected a KMS key or alias ARN'),
@@ -107,8 +107,8 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             'mlops-platform:mlflow.migrateFrom = "sqlite": copies the SQLite store into PostgreSQL, so it needs engine postgres; with engine sqlite leave it out',
         ),
         ({"mlflow": {"engine": "postgres", "migrateFrom": "mysql"}}, 'mlops-platform:mlflow.migrateFrom = "mysql": allowed values: sqlite'),
-        ({"mlflow": {"engine": "postgres", "ingress": {"className": "nginx"}}}, "mlops-platform:mlflow.ingress.host = null: required when mlflow.ingress is set"),
-        ({"mlflow": {"engine": "postgres", "ingress": {"host": "MLflow.Example.com"}}}, 'mlops-platform:mlflow.ingress.host = "MLflow.Example.com": expected a lowercase DNS name'),
+        ({"frontDoor": {"enabled": True, "domain": "MLops.Example.com"}}, 'mlops-platform:frontDoor.domain = "MLops.Example.com": expected a lowercase DNS name'),
+        ({"frontDoor": {"oidc": {"issuer": "http://login.example.com", "clientId": "c"}}}, 'mlops-platform:frontDoor.oidc.issuer = "http://login.example.com": expected an https URL'),
         (
             {"mlflow": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}},
             'mlops-platform:mlflow.resources.requests.memory = "2Gi": must not exceed its limit 1Gi',
@@ -223,7 +223,7 @@ def with_value(settings: dict, path: tuple, value) -> dict:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_any_value_anywhere_is_accepted_or_worded_never_a_traceback(stack):
-    settings = {**stack_file(stack), "vaultToken": "set"}
+    settings = {**stack_file(stack), "vaultToken": "set", "oidcClientSecret": "set"}
     for path in list(key_paths(settings))[1:]:
         for value in ODD_VALUES:
             try:
@@ -302,6 +302,6 @@ def test_served_models_default_to_one_replica_following_champion_and_an_empty_li
 
 
 def test_prod_serves_no_model_yet_and_dev_the_example():
-    assert parse_stack_config("prod", {**stack_file("prod"), "vaultToken": "set"}).serving.models == ()
+    assert parse_stack_config("prod", {**stack_file("prod"), "vaultToken": "set", "oidcClientSecret": "set"}).serving.models == ()
     (example,) = parse_stack_config("dev", stack_file("dev")).serving.models
     assert (example.name, example.model, example.alias) == ("example", "example-model", "champion")

@@ -126,19 +126,15 @@ def test_prod_requires_basic_auth_with_a_generated_admin_and_a_shared_session_ke
     assert "%" in ini["mlflow"]["database_uri"], "the URI must exercise ConfigParser's '%' escaping"
 
 
-def test_prod_ingress_publishes_the_configured_host_with_tls(prod):
-    ingress = prod.find(kind="Ingress", name="mlflow").inputs
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ingress["spec"]["tls"] == [{"hosts": ["mlflow.example.com"], "secretName": "mlflow-tls"}]
-    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt-prod"}
-    rule = ingress["spec"]["rules"][0]
-    assert rule["host"] == "mlflow.example.com"
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "mlflow", "port": {"name": "http"}}
+def test_prod_accepts_the_host_the_front_door_publishes_it_on(prod):
+    route = prod.find(kind="HTTPRoute", name="mlflow").inputs
+    assert route["spec"]["hostnames"] == ["mlflow.mlops.example.com"]
     hosts = flag(container(deployment(prod), "mlflow")["args"], "--allowed-hosts").split(",")
-    assert "mlflow.example.com" in hosts and "mlflow.example.com:*" in hosts
+    assert "mlflow.mlops.example.com" in hosts and "mlflow.mlops.example.com:*" in hosts
 
 
 def test_dev_keeps_sqlite_without_auth_ingress_or_budget(dev):
+    # No Ingress anywhere: the retired ingress-nginx is gone; the front door (off in dev) publishes MLflow.
     assert "--app-name" not in container(deployment(dev), "mlflow")["args"]
     assert not dev.find_all(kind="Ingress") and not dev.find_all(kind="PodDisruptionBudget")
 
@@ -174,10 +170,10 @@ def access_paths(rendering) -> dict[str, str]:
             node_port = int(port["nodePort"])
             paths[f"localhost:{node_port}"] = "the README's tracking URI (Kind's port map)"
             paths[f"127.0.0.1:{node_port}"] = "the seed port map binds 127.0.0.1"
-    for ingress in rendering.find_all(kind="Ingress"):
-        for rule in ingress.inputs["spec"]["rules"]:
-            paths[rule["host"]] = "the Ingress host, as browsers send it"
-            paths[f"{rule['host']}:443"] = "the Ingress host with an explicit port"
+    for route in rendering.find_all(kind="HTTPRoute"):
+        for host in route.inputs["spec"].get("hostnames", []) if route.inputs["metadata"]["namespace"] == "mlops-mlflow" else []:
+            paths[host] = "the front door's host, as browsers send it"
+            paths[f"{host}:443"] = "the front door's host with an explicit port"
     return paths
 
 

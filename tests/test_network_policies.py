@@ -82,9 +82,18 @@ def test_webhooks_are_reachable_from_the_api_server(rendering):
         assert ports(found["mlops-cert-manager"]["allow-cert-manager-webhook"]) == {10250}
 
 
-def test_prod_mlflow_admits_the_ingress_controller_and_no_node_ports(prod):
+def test_prod_mlflow_admits_the_gateway_proxies_only_and_no_node_ports(prod):
     mlflow = policies(prod)["mlops-mlflow"]
-    assert sources(mlflow["allow-mlflow-clients"]) == {"clients", "ingress-nginx"}
+    # No ingress controller's namespace (ingress-nginx is retired): clients, and the front door's proxy pods alone.
+    assert sources(mlflow["allow-mlflow-clients"]) == {"clients"}
+    (rule,) = mlflow["allow-front-door-mlflow"]["ingress"]
+    assert rule["from"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlops-gateway"}},
+        "podSelector": {"matchLabels": {
+            "app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway",
+        }},
+    }]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5000}]
     assert not [name for by_name in policies(prod).values() for name in by_name if name.startswith("allow-node-port")]
 
 
@@ -203,12 +212,17 @@ EXPECTED_SOURCES = {
         ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
         ("mlops-data", "allow-redis-clients"): {"clients"},
         ("mlops-external-secrets", "allow-external-secrets-webhook"): {"anywhere"},
-        ("mlops-mlflow", "allow-mlflow-clients"): {"clients", "ingress-nginx"},
+        ("mlops-mlflow", "allow-mlflow-clients"): {"clients"},
+        # The front door: anyone to the proxies, the proxies alone to each published service.
+        ("mlops-gateway", "allow-front-door-public"): {"anywhere"},
+        ("mlops-mlflow", "allow-front-door-mlflow"): {"mlops-gateway/envoy"},
+        ("mlops-temporal", "allow-front-door-temporal"): {"mlops-gateway/envoy"},
+        **{("mlops-observability", f"allow-front-door-{host}"): {"mlops-gateway/envoy"} for host in ("grafana", "prometheus", "alertmanager")},
         ("mlops-observability", "allow-operator-webhook"): {"anywhere"},
         ("mlops-temporal", "allow-temporal-clients"): {"clients"},
         ("mlops-vault", "allow-vault-readers"): {"mlops-external-secrets"},
         **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
-           ("mlops-cert-manager", "mlops-cnpg", "mlops-data", "mlops-external-secrets", "mlops-mlflow",
+           ("mlops-cert-manager", "mlops-cnpg", "mlops-data", "mlops-external-secrets", "mlops-gateway", "mlops-mlflow",
             "mlops-node-metrics", "mlops-temporal", "mlops-vault")},
     },
 }
@@ -217,6 +231,7 @@ ANYWHERE_BECAUSE = {
     "webhook": "admission webhooks are called by the API server, which is not a pod (and on managed control planes "
                "not even in the pod network)",
     "node-port": "NodePort traffic arrives from the node (kube-proxy SNAT) or the laptop, not from a pod",
+    "front-door-public": "the gateway's load balancer brings traffic from outside the cluster, to the proxy pods only",
 }
 
 

@@ -36,6 +36,9 @@ SUBCHART_KEYS = {
     "grafana.sidecar.resources",
     "grafana.service.type",
     "grafana.service.nodePort",
+    # With the front door: Grafana's own generic OAuth (grafana.ini) and its client secret from a Secret.
+    "grafana.grafana.ini",
+    "grafana.envValueFrom",
     "kube-state-metrics.resources",
     "prometheus-node-exporter.resources",
 }

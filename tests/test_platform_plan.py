@@ -40,6 +40,8 @@ def stack_plan(stack: str, **overrides) -> PlatformPlan:
     raw.update(overrides)
     if raw.get("secrets", {}).get("store") == "vault":
         raw.setdefault("vaultToken", "set")
+    if (raw.get("frontDoor") or {}).get("enabled"):
+        raw.setdefault("oidcClientSecret", "set")
     return platform_plan(parse_stack_config(stack, raw))
 
 
@@ -71,10 +73,11 @@ def test_components_come_in_dependency_order(dev, prod):
         "backups", "monitoring",
     )
     # prod serves no model yet (Pulumi.prod.yaml says why), so it has no serving component.
-    # prod: Vault and its secret sync first; Loki keeps its chunks in S3, so observability follows the store.
+    # prod: Vault and its secret sync first; Loki keeps its chunks in S3, so observability follows the store; the
+    # front door after every service it publishes.
     assert prod.components == (
         "cluster", "vault", "network", "secrets", "objects", "observability", "cnpg", "cnpg-backup", "postgres", "redis",
-        "mlflow", "temporal", "backups", "monitoring",
+        "mlflow", "temporal", "front-door", "backups", "monitoring",
     )
     assert dev.observability_first and not prod.observability_first
 
@@ -260,7 +263,13 @@ def test_prod_flows(prod):
     names = {(f.name, f.namespace) for f in prod.flows}
     assert {("vault-readers", "vault"), ("external-secrets-webhook", "external-secrets"), ("cert-manager-webhook", "cert-manager"),
             ("cnpg-webhook", "cnpg"), ("operator-webhook", "observability"), ("mlflow-clients", "mlflow")} <= names
-    assert flow(prod, "mlflow-clients", "mlflow").source_namespaces == ("ingress-nginx",)
+    # No ingress controller's namespace any more: the front door's proxy pods, and only they, reach the published UIs.
+    assert flow(prod, "mlflow-clients", "mlflow").sources == ("clients",)
+    door = flow(prod, "front-door-mlflow", "mlflow")
+    assert door.sources == ("gateway",) and door.ports == (5000,)
+    assert door.source_pods == {
+        "app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway",
+    }
     scraped = {f.namespace for f in prod.flows if f.name == "prometheus-scrape"}
     assert scraped == set(prod.namespaces) - {"observability"}
     assert "s3-clients" not in {f.name for f in prod.flows}
@@ -295,7 +304,7 @@ def test_making_a_plan_imports_no_cloud_sdk():
     code = (
         "import json, sys, yaml; from components.config import parse_stack_config; from components.plan import platform_plan;"
         "raw = {k.split(':', 1)[1]: v for k, v in yaml.safe_load(open('Pulumi.prod.yaml'))['config'].items()};"
-        "platform_plan(parse_stack_config('prod', {**raw, 'vaultToken': 'x'}));"
+        "platform_plan(parse_stack_config('prod', {**raw, 'vaultToken': 'x', 'oidcClientSecret': 'x'}));"
         "print(json.dumps(sorted(m for m in ('pulumi_aws', 'pulumi_cloudflare', 'pulumi_vault') if m in sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

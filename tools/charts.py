@@ -96,7 +96,9 @@ def pull(charts: Iterable[Chart] = CHARTS.values(), out=sys.stdout) -> list[Path
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            helm.pull(chart.name, repo_url=chart.repository, version=chart.version, destination=scratch, untar=True, untar_dir=scratch)
+            # An OCI chart is pulled by its full reference; a repository chart by name from the repository.
+            repo_url = None if chart.oci else chart.repository
+            helm.pull(chart.reference, repo_url=repo_url, version=chart.version, destination=scratch, untar=True, untar_dir=scratch)
             (Path(scratch) / chart.name).rename(target)
         print(f"{chart.name} {chart.version}: pulled into {target}", file=out)
         pulled.append(target)
@@ -133,7 +135,7 @@ def helm_releases(rendering: Rendering) -> list[HelmRelease]:
         if resource.type not in (RELEASE_TYPE, CHART_TYPE):
             continue
         inputs = _integral(unwrap_secrets(resource.inputs))
-        chart = Chart(inputs["chart"], inputs["version"], (inputs.get("repositoryOpts") or {}).get("repo", ""))
+        chart = Chart.from_reference(inputs["chart"], inputs["version"], (inputs.get("repositoryOpts") or {}).get("repo", ""))
         releases.append(
             HelmRelease(
                 resource=resource.name,

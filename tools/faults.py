@@ -118,7 +118,7 @@ CATALOGUE: tuple[Fault, ...] = (
     F("ap-no-192-168", "access", "pods in 192.168.0.0/16 (Calico's default pool) cannot be scraped",
       'POD_ADDRESS_PATTERNS = ("10.*", "192.168.*", ', 'POD_ADDRESS_PATTERNS = ("10.*", ',
       ("tests/test_mlflow_real.py", "tests/test_mlflow_server.py"), "components/mlflow_server.py"),
-    F("ap-bare-host-refused", "access", "a Host header without a port (the Ingress host, port 80) gets 403",
+    F("ap-bare-host-refused", "access", "a Host header without a port (the front door's host, port 443 implied) gets 403",
       'for pattern in (host, f"{host}:*")]', 'for pattern in (f"{host}:*",)]',
       ("tests/test_mlflow_real.py", "tests/test_mlflow_server.py"), "components/mlflow_server.py"),
     F("ap-loopback-ip-refused", "access", "http://127.0.0.1:30500 (the seed port map's address) gets 403",

@@ -123,6 +123,12 @@ def _charts(rendering: Rendering, nodes: int) -> Iterator[Workload]:
         for part, resources in (("controller", operator["resources"]), ("webhook", operator["webhook"]["resources"]),
                                 ("cert-controller", operator["certController"]["resources"])):
             yield _spec("External Secrets", part, 1, resources)
+    if "front-door-envoy-gateway" in releases:
+        controller = releases["front-door-envoy-gateway"]["deployment"]["envoyGateway"]
+        yield _spec("Front door", "envoy-gateway controller", 1, controller["resources"])
+    for proxy in rendering.find_all(type="kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"):
+        deployment = unwrap_secrets(proxy.inputs)["spec"]["provider"]["kubernetes"]["envoyDeployment"]
+        yield _spec("Front door", "envoy proxy", int(deployment["replicas"]), deployment["container"]["resources"])
     if "observability-logs" in releases:
         yield _spec("Observability", "loki", 1, releases["observability-logs"]["singleBinary"]["resources"])
     if "observability-log-shipper" in releases:

@@ -9,8 +9,9 @@ read (schema/stack-config.json) is generated from the same models by `python -m 
 from components.config.backups import EXPIRING_BACKUP_PREFIXES, BackupsConfig
 from components.config.errors import ConfigError
 from components.config.formats import quantity_value
+from components.config.front_door import FRONT_DOOR_HOSTS, FrontDoorConfig, IssuerConfig, OidcConfig
 from components.config.loading import decode_settings, load_stack_config, parse_stack_config
-from components.config.mlflow import MLFLOW_ENGINES, IngressConfig, MlflowConfig
+from components.config.mlflow import MLFLOW_ENGINES, MlflowConfig
 from components.config.node_ports import NODE_PORT_RANGE, NODE_PORT_ROLES
 from components.config.object_store import OBJECT_STORE_ENGINES, SEED_BUCKETS, ObjectStoreConfig, RetentionConfig
 from components.config.observability import (
@@ -43,6 +44,7 @@ __all__ = [
     "BINDING_MODES",
     "BLOCK_KEYS",
     "EXPIRING_BACKUP_PREFIXES",
+    "FRONT_DOOR_HOSTS",
     "MLFLOW_DATABASES",
     "MLFLOW_ENGINES",
     "NODE_PORT_RANGE",
@@ -61,12 +63,14 @@ __all__ = [
     "AlertingConfig",
     "BackupsConfig",
     "ConfigError",
+    "FrontDoorConfig",
     "GrafanaConfig",
-    "IngressConfig",
+    "IssuerConfig",
     "LokiConfig",
     "MlflowConfig",
     "ObjectStoreConfig",
     "ObservabilityConfig",
+    "OidcConfig",
     "PostgresConfig",
     "PrometheusConfig",
     "RecoveryConfig",

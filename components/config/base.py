@@ -25,7 +25,7 @@ def engine_default(data: Any, engine: str, key: str, value: Any) -> Any:
 
 
 class Block(BaseModel):
-    """A mapping of settings in a stack file (`mlops-platform:mlflow`, its `ingress`, ...)."""
+    """A mapping of settings in a stack file (`mlops-platform:mlflow`, its `resources`, ...)."""
 
     model_config = ConfigDict(
         extra="forbid",

@@ -1,13 +1,13 @@
-"""`mlops-platform:mlflow`: the MLflow tracking server and how it is published."""
+"""`mlops-platform:mlflow`: the MLflow tracking server (the front door publishes it: `frontDoor`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from components.config.base import Block, engine_default, null_as_empty
-from components.config.formats import DnsLabel, DnsName, Flag, Quantity, Text, one_of, whole
+from components.config.base import Block, engine_default
+from components.config.formats import Flag, Quantity, Text, one_of, whole
 from components.config.problems import Problem, reject
 from components.config.resources import ResourceSpec
 
@@ -17,25 +17,6 @@ MIGRATION_SOURCES = ("sqlite",)
 MigrationSource = one_of(*MIGRATION_SOURCES)
 Replicas = whole(1, 20)
 Workers = whole(1, 16)
-
-
-class IngressConfig(Block):
-    """How MLflow is published outside the cluster."""
-
-    host: DnsName = Field(description="Public host name, e.g. mlflow.example.com.")
-    class_name: Text = Field("nginx", description="IngressClass of the ingress controller.")
-    tls_secret: DnsName = Field(
-        "",
-        description="Secret with the TLS certificate for `host` (cert-manager fills it when `cluster_issuer` is set).",
-    )
-    cluster_issuer: Text = Field(
-        "",
-        description="cert-manager ClusterIssuer to request the certificate from (empty: none).",
-    )
-    controller_namespace: DnsLabel = Field(
-        "ingress-nginx",
-        description="Namespace of the ingress controller, whose pods the NetworkPolicy admits to MLflow.",
-    )
 
 
 class MlflowConfig(Block):
@@ -55,11 +36,6 @@ class MlflowConfig(Block):
     auth: Flag = Field(
         False,
         description="Require HTTP basic auth (MLflow's basic-auth app, generated admin); needs the postgres engine.",
-    )
-    # `ingress:` with nothing under it still asks for an Ingress, and is told what it lacks.
-    ingress: Annotated[IngressConfig | None, BeforeValidator(null_as_empty)] = Field(
-        None,
-        description="Publish through an Ingress (absent: in-cluster only).",
     )
     workers: Workers = Field(
         2,

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from components.config.backups import BackupsConfig
 from components.config.base import Block
 from components.config.formats import DnsLabel, Flag, Text
+from components.config.front_door import FrontDoorConfig
 from components.config.mlflow import MlflowConfig
 from components.config.node_ports import NodePorts
 from components.config.object_store import ObjectStoreConfig
@@ -32,12 +33,13 @@ SECRET_KEYS: Mapping[str, str] = {
     "cloudflareApiToken": "Cloudflare API token that may manage R2 buckets",
     "alertmanagerReceiverUrl": "webhook or Slack incoming-webhook URL Alertmanager notifies",
     "vaultToken": "Vault token Pulumi configures Vault with (the root token from `vault operator init`, or a token with the platform's policy)",
+    "oidcClientSecret": "client secret of frontDoor.oidc.clientId at the OpenID Connect provider",
 }
 """Secret settings (`pulumi config set --secret`); only their presence is checked here, values are read as secrets."""
 R2_SECRET_KEYS = {key: SECRET_KEYS[key] for key in ("r2AccessKeyId", "r2SecretAccessKey", "cloudflareApiToken")}
 BLOCK_KEYS = (
     "storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "secrets", "vault",
-    "serving", "nodePorts",
+    "serving", "nodePorts", "frontDoor",
 )
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
 
@@ -93,6 +95,10 @@ class StackSettings(Block):
         default_factory=dict,
         description="Host-reachable NodePorts by service role; empty means ClusterIP Services only.",
     )
+    front_door: FrontDoorConfig = Field(
+        FrontDoorConfig(),
+        description="The gateway publishing the UIs on <host>.<domain> with TLS and single sign-on (off: in-cluster and NodePorts only).",
+    )
 
     @field_validator("object_store")
     @classmethod
@@ -131,6 +137,13 @@ class StackSettings(Block):
             reject(_observability_problems(observe, info), across_blocks=True)
         return observe
 
+    @field_validator("front_door")
+    @classmethod
+    def _front_door_hosts_exist(cls, door: FrontDoorConfig, info: ValidationInfo) -> FrontDoorConfig:
+        if door.enabled:
+            reject(_front_door_problems(door, info), across_blocks=True)
+        return door
+
     @field_validator("vault")
     @classmethod
     def _vault_with_the_vault_store(cls, vault: VaultConfig | None, info: ValidationInfo) -> VaultConfig | None:
@@ -158,6 +171,38 @@ def _observability_problems(observe: ObservabilityConfig, info: ValidationInfo) 
         allowed = f"must be one of objectStore.buckets ({', '.join(store.buckets)}): Loki keeps its chunks there"
         problems.append(Problem("observability.loki.bucket", observe.loki.bucket, allowed))
     return problems
+
+
+def _front_door_problems(door: FrontDoorConfig, info: ValidationInfo) -> list[Problem]:
+    problems = []
+    if (present := _secrets_set(info)) is not None and "oidcClientSecret" not in present:
+        problems.append(_secret_needed("oidcClientSecret", "required with frontDoor.enabled (the OIDC client's secret)"))
+    observe, serving = info.data.get("observability"), info.data.get("serving")
+    needs = {
+        "grafana": (observe, lambda o: o.enabled, "observability.enabled: true"),
+        "prometheus": (observe, lambda o: o.enabled, "observability.enabled: true"),
+        "alertmanager": (observe, lambda o: o.enabled, "observability.enabled: true"),
+        "models": (serving, lambda s: bool(s.models), "a model in serving.models"),
+    }
+    for host in door.hosts or ():
+        block, there, what = needs.get(host, (None, None, ""))
+        if block is not None and not there(block):
+            problems.append(Problem("frontDoor.hosts", host, f"{host} is published only with {what}; leave it out"))
+    grafana = "grafana" in (door.hosts or ("grafana",)) and observe is not None and observe.enabled
+    oidc = door.oidc
+    if grafana and oidc is not None:
+        missing = [key for key in ("authorizationUrl", "tokenUrl", "userinfoUrl") if getattr(oidc, _snake(key)) is None]
+        if missing:
+            problems.append(Problem(
+                "frontDoor.oidc", ", ".join(missing),
+                "Grafana's generic OAuth needs authorizationUrl, tokenUrl and userinfoUrl (see <issuer>/.well-known/"
+                "openid-configuration), or leave grafana out of frontDoor.hosts",
+            ))
+    return problems
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
 def _vault_problems(vault: VaultConfig, info: ValidationInfo) -> list[Problem]:
@@ -223,13 +268,19 @@ class StackConfig(StackSettings):
     def namespace_roles(self) -> tuple[str, ...]:
         """The platform's parts that get a namespace; `storage` only when the object store runs in the cluster."""
         in_cluster_objects = ("storage",) if self.object_store.engine == "minio" else ()
-        cert_manager = ("cert-manager",) if self.backups.continuous else ()
+        cert_manager = ("cert-manager",) if self.needs_cert_manager else ()
         observability = ("observability", "node-metrics") if self.observability.enabled else ()
         vault = ((("vault",) if self.vault.deploy else ()) + ("external-secrets",)) if self.vault else ()
         if self.installing_vault:
             return vault
         serving = ("serving",) if self.serving.models else ()
-        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability, *vault, *serving)
+        gateway = ("gateway",) if self.front_door.enabled else ()
+        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability, *vault, *serving, *gateway)
+
+    @property
+    def needs_cert_manager(self) -> bool:
+        """cert-manager issues the barman-cloud plugin's certificates (continuous backups) and the gateway's."""
+        return self.backups.continuous or self.front_door.enabled
 
     @property
     def installing_vault(self) -> bool:

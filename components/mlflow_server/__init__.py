@@ -35,7 +35,6 @@ __all__ = [
     "SERVICE_NAME",
     "TRACKING_DATABASE",
     "ArtifactStore",
-    "Ingress",
     "MlflowServer",
     "MlflowServerArgs",
     "PostgresBackend",
@@ -50,18 +49,17 @@ TRACKING_DATABASE, AUTH_DATABASE = MLFLOW_DATABASES
 
 
 def facts(config: StackConfig) -> ComponentFacts:
-    """MLflow serves clients (and, with an Ingress, the ingress controller) on PORT, and its metrics there too; it
+    """MLflow serves clients on PORT (the front door's proxies too, which it declares), and its metrics there; it
     proxies artifacts to its bucket and, on the postgres engine, keeps runs and users in MLFLOW_DATABASES.
 
     With migrateFrom sqlite the migration Job's pod (component `migration`) runs in NAMESPACE too and reaches
     PostgreSQL as the server does: the database use below makes NAMESPACE, every pod of it, a source of PostgreSQL's
     client flow. It needs nothing else (no bucket: artifacts are not copied)."""
     mlflow = config.mlflow
-    ingress_controller = (mlflow.ingress.controller_namespace,) if mlflow.ingress else ()
     return ComponentFacts(
         "mlflow",
         namespaces=(NamespaceFact(NAMESPACE),),
-        flows=(Flow("mlflow-clients", NAMESPACE, (PORT,), (CLIENTS,), source_namespaces=ingress_controller),),
+        flows=(Flow("mlflow-clients", NAMESPACE, (PORT,), (CLIENTS,)),),
         node_ports={"mlflow": NodePortTarget(NAMESPACE, PORT)},
         metrics=(Metrics(NAMESPACE, PORT),),
         buckets=(BucketUse(CONSUMER, NAMESPACE, (mlflow.artifact_bucket,)),),
@@ -82,20 +80,6 @@ class ArtifactStore:
 
 
 @dataclass(frozen=True)
-class Ingress:
-    """Publishing the server through an Ingress."""
-
-    host: str
-    """Public host name."""
-    class_name: str
-    """IngressClass."""
-    tls_secret: str = ""
-    """Secret holding the certificate for `host` (empty: plain HTTP)."""
-    cluster_issuer: str = ""
-    """cert-manager ClusterIssuer that fills `tls_secret` (empty: the Secret is managed elsewhere)."""
-
-
-@dataclass(frozen=True)
 class MlflowServerArgs:
     """What an MlflowServer needs; built by the composition from typed config."""
 
@@ -113,8 +97,8 @@ class MlflowServerArgs:
     """Worker processes per replica."""
     node_port: int | None = None
     """Host NodePort (dev), or None."""
-    ingress: Ingress | None = None
-    """Ingress, or None for in-cluster access only."""
+    public_host: str | None = None
+    """The host the front door publishes it on (`mlflow.<domain>`), which MLflow must accept; None: not published."""
     migrate_from: SqliteBackend | None = None
     """Postgres backend only: the sqlite engine's claim, declared exactly as that engine declares it, whose store a
     Job copies into the tracking database before the server starts."""
@@ -183,8 +167,6 @@ class MlflowServer(pulumi.ComponentResource):
             self.auth_secret = auth.name if auth else None
             # The server waits for the copy: it must not start, and be written to, on a database still being filled.
             server.replicated_server(name, args, backends.postgres_parts(args.backend, auth), crypto, child, after=migrations)
-        if args.ingress:
-            server.publish(name, args, args.ingress, child)
         if args.metrics_after is not None:
             server.service_monitor(name, args, self.auth_secret, pulumi.ResourceOptions(parent=self, depends_on=[service, args.metrics_after]))
         self.service_name = service.metadata.name

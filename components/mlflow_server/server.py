@@ -1,5 +1,5 @@
 """The tracking server itself: its pod (schema upgrade, then the server), the replicated Deployment of the postgres
-engine, the Ingress, and the ServiceMonitor."""
+engine, and the ServiceMonitor (the front door publishes it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from components.object_store import CONSUMER_ACCESS_KEY, CONSUMER_SECRET_KEY
 from components.versions import IMAGES
 
 if TYPE_CHECKING:
-    from components.mlflow_server import Ingress, MlflowServerArgs
+    from components.mlflow_server import MlflowServerArgs
 
 PORT = 5000
 SERVICE_NAME = "mlflow"
@@ -26,11 +26,11 @@ METRICS_DIR = "/tmp/prometheus-metrics"  # the worker processes' shared metric f
 POD_ADDRESS_PATTERNS = ("10.*", "192.168.*", *(f"172.{n}.*" for n in range(16, 32)))
 
 
-def allowed_hosts(namespace: str, node_port: int | None, ingress_host: str | None = None) -> str:
+def allowed_hosts(namespace: str, node_port: int | None, public_host: str | None = None) -> str:
     """Host headers the server accepts (MLflow >= 3.5 answers 403 to any other): its Service names, any port,
-    the Ingress host, pod addresses on the server port (metrics scrapes), and the dev NodePort through the
+    the front door's host, pod addresses on the server port (metrics scrapes), and the dev NodePort through the
     host's loopback."""
-    names = kube.cluster_dns_names(SERVICE_NAME, namespace) + ([ingress_host] if ingress_host else [])
+    names = kube.cluster_dns_names(SERVICE_NAME, namespace) + ([public_host] if public_host else [])
     hosts = [pattern for host in names for pattern in (host, f"{host}:*")]
     hosts += [f"{pattern}:{PORT}" for pattern in POD_ADDRESS_PATTERNS]
     if node_port:
@@ -47,7 +47,7 @@ def server_args(args: MlflowServerArgs, backend_flags: list[str], namespace: str
         *backend_flags,
         "--serve-artifacts",
         "--artifacts-destination", f"s3://{bucket}/",
-        "--allowed-hosts", allowed_hosts(namespace, args.node_port, args.ingress.host if args.ingress else None),
+        "--allowed-hosts", allowed_hosts(namespace, args.node_port, args.public_host),
         # Request counts and latencies at /metrics, aggregated over the worker processes.
         "--expose-prometheus", METRICS_DIR,
     ]
@@ -161,39 +161,6 @@ def replicated_server(
             ),
             opts=child,
         )
-
-
-def publish(name: str, args: MlflowServerArgs, ingress: Ingress, child: pulumi.ResourceOptions) -> None:
-    annotations = {"cert-manager.io/cluster-issuer": ingress.cluster_issuer} if ingress.cluster_issuer else None
-    k8s.networking.v1.Ingress(
-        f"{name}-ingress",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name="mlflow", namespace=args.namespace, labels=kube.labels("mlflow", "server"), annotations=annotations
-        ),
-        spec=k8s.networking.v1.IngressSpecArgs(
-            ingress_class_name=ingress.class_name,
-            tls=[k8s.networking.v1.IngressTLSArgs(hosts=[ingress.host], secret_name=ingress.tls_secret)] if ingress.tls_secret else None,
-            rules=[
-                k8s.networking.v1.IngressRuleArgs(
-                    host=ingress.host,
-                    http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                        paths=[
-                            k8s.networking.v1.HTTPIngressPathArgs(
-                                path="/",
-                                path_type="Prefix",
-                                backend=k8s.networking.v1.IngressBackendArgs(
-                                    service=k8s.networking.v1.IngressServiceBackendArgs(
-                                        name=SERVICE_NAME, port=k8s.networking.v1.ServiceBackendPortArgs(name="http")
-                                    )
-                                ),
-                            )
-                        ]
-                    ),
-                )
-            ],
-        ),
-        opts=child,
-    )
 
 
 def service_monitor(name: str, args: MlflowServerArgs, auth_secret: pulumi.Output[str] | None, opts: pulumi.ResourceOptions) -> None:

@@ -30,6 +30,7 @@ from components.observability.logs import LOKI_PORT
 from components.observability.metrics import (
     ALERTMANAGER_CONFIG_SECRET,
     GRAFANA_ADMIN_SECRET,
+    GRAFANA_OIDC_SECRET,
     GRAFANA_PORT,
     KPS_NAME,
     OPERATOR_WEBHOOK_PORT,
@@ -43,6 +44,7 @@ __all__ = [
     "ALERTMANAGER_CONFIG_SECRET",
     "FOOTPRINT",
     "GRAFANA_ADMIN_SECRET",
+    "GRAFANA_OIDC_SECRET",
     "GRAFANA_PORT",
     "KPS_NAME",
     "LOKI_CONSUMER",
@@ -51,6 +53,7 @@ __all__ = [
     "NODE_METRICS_NAMESPACE",
     "OPERATOR_WEBHOOK_PORT",
     "PROMETHEUS_PORT",
+    "GrafanaSso",
     "LokiObjectStorage",
     "ObservabilityStack",
     "ObservabilityStackArgs",
@@ -109,6 +112,24 @@ class LokiObjectStorage:
 
 
 @dataclass(frozen=True)
+class GrafanaSso:
+    """Grafana signing users in itself (generic OAuth) with the front door's OpenID Connect provider."""
+
+    root_url: str
+    """Grafana's public URL, `https://grafana.<domain>` (its callback is `<root_url>/login/generic_oauth`)."""
+    client_id: str
+    """Client id at the provider."""
+    client_secret: pulumi.Input[str]
+    """The client's secret (a Pulumi secret), delivered as Secret GRAFANA_OIDC_SECRET, never in Helm values."""
+    authorization_url: str
+    """The provider's authorization endpoint."""
+    token_url: str
+    """The provider's token endpoint."""
+    userinfo_url: str
+    """The provider's userinfo endpoint."""
+
+
+@dataclass(frozen=True)
 class ObservabilityStackArgs:
     """What an ObservabilityStack needs; built by the composition from typed config."""
 
@@ -130,6 +151,8 @@ class ObservabilityStackArgs:
     """Protect the releases that own claims (prod)."""
     secrets: SecretStore = field(default_factory=KubernetesSecrets)
     """Where generated secrets are kept: Kubernetes Secrets, or Vault synced into Secrets of the same name."""
+    grafana_sso: GrafanaSso | None = None
+    """Grafana's single sign-on through the front door's provider; None: its admin login only."""
 
 
 class ObservabilityStack(pulumi.ComponentResource):

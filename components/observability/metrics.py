@@ -18,7 +18,7 @@ from components.secret_store import StoredSecret
 from components.versions import CHARTS
 
 if TYPE_CHECKING:
-    from components.observability import ObservabilityStackArgs
+    from components.observability import GrafanaSso, ObservabilityStackArgs
 
 KPS_NAME = "kps"
 """fullnameOverride of kube-prometheus-stack: object names stay short and predictable (kps-prometheus, ...)."""
@@ -28,6 +28,10 @@ GRAFANA_PORT = 3000
 OPERATOR_WEBHOOK_PORT = 10250
 """The Prometheus operator's admission webhook."""
 GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_OIDC_SECRET = "grafana-oidc"
+"""Secret with the OIDC client's secret (key `client-secret`) Grafana reads from its environment."""
+GRAFANA_OIDC_SECRET_ENV = "GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"
+"""Grafana reads any setting from `GF_<SECTION>_<KEY>` (dots and dashes as `_`): [auth.generic_oauth] client_secret."""
 ALERTMANAGER_CONFIG_SECRET = "alertmanager-config"
 
 
@@ -37,6 +41,16 @@ def release(
     """The kube-prometheus-stack release, after the Secrets it is given the names of; and Grafana's admin Secret."""
     admin = _grafana_admin(name, args, child)
     alerting = _alertmanager_config(name, args, child)
+    secrets = [admin.resource, alerting.resource]
+    if args.grafana_sso is not None:
+        secrets.append(args.secrets.secret(
+            f"{name}-grafana-oidc",
+            name=GRAFANA_OIDC_SECRET,
+            namespace=args.namespace,
+            labels=kube.labels("grafana", "sso"),
+            data={"client-secret": args.grafana_sso.client_secret},
+            opts=child,
+        ).resource)
     # helm.v3.Release: the operator's admission-webhook certificates come from Helm hook Jobs, which
     # helm.v4.Chart skips (the operator would then wait for its webhook certificate forever).
     metrics = kube.helm_release(
@@ -47,7 +61,7 @@ def release(
         values=metrics_values(args, loki_url, args.node_ports),
         timeout=900,
         opts=pulumi.ResourceOptions.merge(
-            kube.stateful(child, args.protect), pulumi.ResourceOptions(depends_on=[admin.resource, alerting.resource])
+            kube.stateful(child, args.protect), pulumi.ResourceOptions(depends_on=secrets)
         ),
     )
     return metrics, admin
@@ -108,6 +122,30 @@ def _alertmanager_config(name: str, args: ObservabilityStackArgs, child: pulumi.
         data={"alertmanager.yaml": url.apply(lambda u: alertmanager_config(alerting.receiver, u, alerting.slack_channel))},
         opts=child,
     )
+
+
+def grafana_sso_values(sso: GrafanaSso | None) -> dict:
+    """Grafana's own generic OAuth against the front door's provider: users sign in as themselves (Viewer until an
+    admin or a role mapping says otherwise); the client secret comes from a Secret through the environment."""
+    if sso is None:
+        return {}
+    return {
+        "grafana.ini": {
+            "server": {"root_url": sso.root_url},
+            "auth.generic_oauth": {
+                "enabled": True,
+                "name": "Single sign-on",
+                "client_id": sso.client_id,
+                "scopes": "openid email profile",
+                "auth_url": sso.authorization_url,
+                "token_url": sso.token_url,
+                "api_url": sso.userinfo_url,
+                "use_pkce": True,
+                "allow_sign_up": True,
+            },
+        },
+        "envValueFrom": {GRAFANA_OIDC_SECRET_ENV: {"secretKeyRef": {"name": GRAFANA_OIDC_SECRET, "key": "client-secret"}}},
+    }
 
 
 def _claim_template(storage_class: pulumi.Input[str], size: str) -> dict:
@@ -183,6 +221,7 @@ def metrics_values(args: ObservabilityStackArgs, loki_url: pulumi.Input[str], po
             "initChownData": {"enabled": False},
             "sidecar": {"resources": small["grafana-sidecar"]},
             "service": grafana_service,
+            **grafana_sso_values(args.grafana_sso),
         },
         "kube-state-metrics": {"resources": small["kube-state-metrics"]},
         "prometheus-node-exporter": {
