@@ -12,7 +12,7 @@ import pulumi
 
 from components import backups as backup_jobs
 from components import (
-    cnpg_backup_plugin,
+    cert_manager,
     cnpg_operator,
     mlflow_server,
     model_serving,
@@ -24,6 +24,7 @@ from components import (
     temporal_stack,
     vault_server,
 )
+from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
 from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
@@ -44,7 +45,7 @@ from components.plan import PlatformPlan
 from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
 from components.redis import RedisArgs
 from components.secret_store import SecretStore
-from components.secret_sync import SecretSyncArgs
+from components.secret_sync import SecretSyncArgs, VaultCa
 from components.temporal_stack import ChartEngine, DevEngine, SqlStore, TemporalStackArgs
 from components.vault_server import KmsUnseal, VaultServer, VaultServerArgs
 
@@ -67,13 +68,20 @@ def foundation_args(plan: PlatformPlan) -> ClusterFoundationArgs:
     )
 
 
-def vault_args(plan: PlatformPlan, foundation: ClusterFoundation) -> VaultServerArgs:
+def cert_manager_args(foundation: ClusterFoundation) -> CertManagerArgs:
+    return CertManagerArgs(namespace=foundation.namespaces[cert_manager.NAMESPACE])
+
+
+def vault_args(plan: PlatformPlan, foundation: ClusterFoundation, certificates: CertManager | None) -> VaultServerArgs:
     config = plan.config
     cloud = config.object_store
+    if certificates is None:
+        raise ValueError("Vault serves TLS with a certificate from cert-manager: build cert-manager before Vault")
     return VaultServerArgs(
         namespace=foundation.namespaces[vault_server.NAMESPACE],
         config=config.vault,
         storage_class=foundation.storage_class,
+        cert_manager=certificates.ready,
         kms_unseal=KmsUnseal(region=cloud.region, name_prefix=cloud.bucket_prefix) if config.vault.auto_unseal else None,
         protect=config.protect_state,
     )
@@ -94,6 +102,7 @@ def secret_sync_args(plan: PlatformPlan, foundation: ClusterFoundation, vault: V
         stack=config.stack,
         token=pulumi.Config().require_secret("vaultToken"),
         cluster_address=vault.address if vault else config.vault.cluster_address,
+        cluster_ca=VaultCa(names[vault_server.NAMESPACE], vault.ca_secret, vault_server.CA_KEY) if vault else None,
         # Every namespace that receives secrets; the operator's own receives none.
         consumer_namespaces={role: name for role, name in names.items() if role != secret_sync.NAMESPACE},
         vault_namespace=names[vault_server.NAMESPACE] if vault else None,
@@ -183,11 +192,11 @@ def cnpg_args(foundation: ClusterFoundation) -> CnpgOperatorArgs:
     return CnpgOperatorArgs(namespace=foundation.namespaces[cnpg_operator.NAMESPACE])
 
 
-def backup_plugin_args(foundation: ClusterFoundation, operator: CnpgOperator) -> CnpgBackupPluginArgs:
+def backup_plugin_args(foundation: ClusterFoundation, operator: CnpgOperator, certificates: CertManager) -> CnpgBackupPluginArgs:
     return CnpgBackupPluginArgs(
         operator_namespace=foundation.namespaces[cnpg_operator.NAMESPACE],
-        cert_manager_namespace=foundation.namespaces[cnpg_backup_plugin.CERT_MANAGER_NAMESPACE],
         operator=operator.ready,
+        cert_manager=certificates.ready,
     )
 
 

@@ -92,6 +92,7 @@ def backups_args(
             address=vault.address,
             role=SNAPSHOT_ROLE,
             service_account=SNAPSHOT_ACCOUNT,
+            ca_secret=vault.ca_secret,
             credentials_secret=credentials[snapshots.consumer],
             schedule=config.vault.snapshot_schedule,
         )

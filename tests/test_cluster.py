@@ -84,7 +84,8 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:monitoring:PlatformMonitoring",
         "mlops:network_policies:NetworkPolicies",
     } | (
-        {"mlops:cnpg_backup_plugin:CnpgBackupPlugin", "mlops:vault_server:VaultServer", "mlops:secret_sync:SecretSync"}
+        {"mlops:cnpg_backup_plugin:CnpgBackupPlugin", "mlops:cert_manager:CertManager", "mlops:vault_server:VaultServer",
+         "mlops:secret_sync:SecretSync"}
         if rendering.stack == "prod"
         else {"mlops:model_serving:ModelServing"}
     )
