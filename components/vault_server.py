@@ -145,12 +145,12 @@ def certificate_specs(namespace: str, replicas: int) -> dict[str, tuple[str, dic
             "renewBefore": f"{SERVER_RENEW_DAYS * 24}h",
             "privateKey": {**ecdsa, "rotationPolicy": "Always"},
             "usages": ["server auth", "digital signature"],
-            "issuerRef": {**issuer, "name": f"{SERVICE}-ca"},
+            "issuerRef": {**issuer, "name": f"{SERVICE}-ca-issuer"},
         }),
     }
 
 
-CERTIFICATE_NAMES = {"selfsigned-issuer": f"{SERVICE}-selfsigned", "ca": CA_SECRET, "ca-issuer": f"{SERVICE}-ca", "server": SERVICE}
+CERTIFICATE_NAMES = {"selfsigned-issuer": f"{SERVICE}-selfsigned", "ca": CA_SECRET, "ca-issuer": f"{SERVICE}-ca-issuer", "server": SERVICE}
 """Kubernetes names of the chain's objects, by role."""
 
 

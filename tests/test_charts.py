@@ -190,3 +190,15 @@ def test_the_log_shipper_may_only_read_pods_their_logs_and_namespaces(stack):
     grants = {(group, resource, verb) for rule in roles[0]["rules"] for group in rule["apiGroups"]
               for resource in rule["resources"] for verb in rule["verbs"]}
     assert grants == {("", r, v) for r in ("pods", "pods/log", "namespaces") for v in ("get", "list", "watch")}
+
+
+def test_the_programs_certificates_and_issuers_validate_against_cert_managers_crds():
+    """Vault's CA chain (components/vault_server.py) against the CRDs the cert-manager release renders."""
+    charts = stack_charts("prod")
+    if "cert-manager-chart" in charts.missing:
+        pytest.skip(str(charts.missing["cert-manager-chart"]))
+    objects = [r.manifest(redact=False) for r in rendered("prod").kubernetes_objects() if r.type.startswith("kubernetes:cert-manager.io/")]
+    assert sorted(obj["kind"] for obj in objects) == ["Certificate", "Certificate", "Issuer", "Issuer"]
+    schemas = chart_crd_schemas("prod")
+    problems = {describe(obj): custom_resource_problems(obj, schemas) for obj in objects}
+    assert {name: p if p is not None else "no CRD describes this kind" for name, p in problems.items() if p != []} == {}
