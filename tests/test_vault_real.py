@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -774,18 +775,20 @@ def test_the_tls_listener_is_verified_by_clients_with_the_ca_and_refused_by_thos
             with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
                 urllib.request.urlopen(url, timeout=10, context=ssl.create_default_context(cafile=str(other_ca)))
         # A name the certificate does not carry fails even with the right CA.
-        import socket
-
-        with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
-            with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch|doesn't match"):
-                node.tls().wrap_socket(raw, server_hostname="vault.example.com")
+        with (
+            socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw,
+            pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|doesn't match"),
+        ):
+            node.tls().wrap_socket(raw, server_hostname="vault.example.com")
         # Plain http to the listener gets nothing but the server's refusal.
         with pytest.raises(urllib.error.HTTPError) as plain:
             urllib.request.urlopen(f"http://127.0.0.1:{node.port}/v1/sys/seal-status", timeout=10)
         assert plain.value.code == 400
-        with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
-            with node.tls().wrap_socket(raw, server_hostname="vault-0.vault-internal") as wrapped:
-                version, peer = wrapped.version(), wrapped.getpeercert()
+        with (
+            socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw,
+            node.tls().wrap_socket(raw, server_hostname="vault-0.vault-internal") as wrapped,
+        ):
+            version, peer = wrapped.version(), wrapped.getpeercert()
     sans = {value for kind, value in peer["subjectAltName"]}
     assert version in ("TLSv1.2", "TLSv1.3")
     assert {"vault-active.mlops-vault.svc.cluster.local", "vault-2.vault-internal", "127.0.0.1"} <= sans

@@ -140,9 +140,37 @@ def test_the_listener_serves_tls_with_the_mounted_certificate(prod):
     assert chart["global"]["tlsDisable"] is False
     # The chart's extraVolumes mount a Secret at /vault/userconfig/<name> (templates/_helpers.tpl).
     assert [(v["type"], v["name"]) for v in chart["server"]["extraVolumes"]] == [("secret", TLS_SECRET)]
-    assert TLS_DIR == f"/vault/userconfig/{TLS_SECRET}"
     assert chart["server"]["extraEnvironmentVars"]["VAULT_CACERT"] == f"{TLS_DIR}/{CA_KEY}"
     assert chart["server"]["ha"]["apiAddr"].startswith("https://")
+
+
+def test_the_chart_mounts_the_certificate_where_the_listener_reads_it_and_speaks_https(prod):
+    """What Helm renders from these values (templates/server-statefulset.yaml and _helpers.tpl)."""
+    pytest.importorskip("helm_python", reason="helm-python-sdk (the test requirements) renders the chart")
+    from tools.charts import ChartNotCached, helm_releases, render_release
+
+    (release,) = [r for r in helm_releases(prod) if r.resource == "vault-chart"]
+    try:
+        objects = render_release(release).objects
+    except ChartNotCached as missing:
+        pytest.skip(str(missing))
+    (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
+    pod = statefulset["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [m for m in server["volumeMounts"] if m["mountPath"] == TLS_DIR]
+    assert volumes[mount["name"]]["secret"]["secretName"] == TLS_SECRET
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["VAULT_ADDR"] == "https://127.0.0.1:8200" and env["VAULT_CACERT"] == f"{TLS_DIR}/{CA_KEY}"
+    assert env["VAULT_API_ADDR"] == values(prod)["server"]["ha"]["apiAddr"]
+    # $(VAR) is expanded only from variables defined earlier in the list.
+    names = [e["name"] for e in server["env"]]
+    assert names.index("VAULT_K8S_POD_NAME") < names.index("VAULT_API_ADDR") and names.index("VAULT_K8S_NAMESPACE") < names.index("VAULT_API_ADDR")
+    assert {p["name"] for p in server["ports"] if p["containerPort"] == 8200} == {"https"}
+    services = [o for o in objects if o["kind"] == "Service"]
+    assert {o["metadata"]["name"] for o in services} <= {"vault", "vault-active", "vault-standby", "vault-internal", "vault-ui"}
+    names_on_certificate = set(server_certificate(prod)["spec"]["dnsNames"])
+    assert {f"{o['metadata']['name']}.{VAULT_NAMESPACE}.svc" for o in services} <= names_on_certificate
 
 
 # --- Every consumer on https, verifying against the CA ------------------------------------------------------------
