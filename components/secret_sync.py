@@ -97,7 +97,7 @@ class SecretSync(pulumi.ComponentResource):
         provider = vault.Provider(
             # Through the port-forward to the deployed Vault, the provider verifies its certificate against the CA
             # fetched into `caCertFile` (README); TLS verification is never skipped.
-            f"{name}-vault-provider", address=config.address, token=args.token, ca_cert_file=config.ca_cert_file or None,
+            f"{name}-vault-provider", address=config.address, token=args.token, ca_cert_file=config.provider_ca_file or None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         in_vault = pulumi.ResourceOptions(parent=self, provider=provider)

@@ -202,6 +202,7 @@ def test_the_configure_phase_without_a_token_stops_with_the_exact_next_steps():
         ({"deploy": False}, "vault.clusterAddress"),
         ({"address": "vault.example.com"}, "expected an http(s) URL"),
         ({"address": "http://127.0.0.1:8200"}, "the deployed Vault serves TLS only"),
+        ({"caCertFile": "my ca.pem"}, "expected a file path without spaces"),
     ],
 )
 def test_bad_vault_settings_are_named(vault, fragment):

@@ -51,7 +51,7 @@ from tests.realservers import (
     stop,
     wait_for_tcp,
 )
-from tests.support import pod_spec, secret_data
+from tests.support import chart_objects, pod_spec, secret_data
 from tools.render import Rendering, unwrap_secrets
 
 VAULT_NAMESPACE = "mlops-vault"
@@ -524,14 +524,7 @@ def test_only_the_laptop_adaptations_separate_the_config_run_from_the_chart_rend
 
 
 def test_the_config_is_what_the_vault_chart_renders_into_its_config_map(prod):
-    pytest.importorskip("helm_python", reason="helm-python-sdk (the test requirements) renders the chart")
-    from tools.charts import ChartNotCached, helm_releases, render_release
-
-    (release,) = [r for r in helm_releases(prod) if r.resource == "vault-chart"]
-    try:
-        objects = render_release(release).objects
-    except ChartNotCached as missing:
-        pytest.skip(str(missing))
+    objects = chart_objects(prod, "vault-chart")
     (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "vault-config"]
     assert config_map["data"]["extraconfig-from-values.hcl"].strip() == chart_config(prod)
 

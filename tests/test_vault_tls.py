@@ -17,7 +17,7 @@ from components.cert_manager import RELEASE
 from components.config import parse_stack_config
 from components.plan import VAULT_INSTALL, needs_cert_manager, platform_plan
 from components.vault_server import CA_KEY, TLS_DIR, TLS_SECRET
-from tests.support import pod_spec
+from tests.support import chart_objects, pod_spec
 from tools.render import ROOT, Rendering, render_stack, unwrap_secrets
 
 VAULT_NAMESPACE = "mlops-vault"
@@ -146,14 +146,7 @@ def test_the_listener_serves_tls_with_the_mounted_certificate(prod):
 
 def test_the_chart_mounts_the_certificate_where_the_listener_reads_it_and_speaks_https(prod):
     """What Helm renders from these values (templates/server-statefulset.yaml and _helpers.tpl)."""
-    pytest.importorskip("helm_python", reason="helm-python-sdk (the test requirements) renders the chart")
-    from tools.charts import ChartNotCached, helm_releases, render_release
-
-    (release,) = [r for r in helm_releases(prod) if r.resource == "vault-chart"]
-    try:
-        objects = render_release(release).objects
-    except ChartNotCached as missing:
-        pytest.skip(str(missing))
+    objects = chart_objects(prod, "vault-chart")
     (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
     pod = statefulset["spec"]["template"]["spec"]
     (server,) = pod["containers"]
@@ -275,3 +268,10 @@ def test_vault_alone_brings_cert_manager_and_the_plugin_stays_away(prod_without_
     assert rendering.find(type=CERT_MANAGER_CHART, name="cert-manager-chart")
     assert not rendering.find_all(type="mlops:cnpg_backup_plugin:CnpgBackupPlugin")
     assert server_certificate(rendering)["spec"]["secretName"] == TLS_SECRET
+
+
+def test_pulumi_verifies_a_deployed_vault_with_its_ca_even_when_the_file_is_not_named():
+    vault = {k: v for k, v in yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"].items() if k != "caCertFile"}
+    assert plan_of("prod", vault=vault).config.vault.provider_ca_file == "vault-ca.crt"
+    external = {"deploy": False, "autoUnseal": False, "address": "https://vault.example.com", "clusterAddress": "https://vault.example.com"}
+    assert plan_of("prod", vault=external).config.vault.provider_ca_file == ""

@@ -15,6 +15,8 @@ Store = one_of(*SECRET_STORES)
 Phase = one_of(*VAULT_PHASES)
 Peers = whole(1, 7)
 Cron = matching(CRON5, "expected a 5-field cron schedule such as '0 */6 * * *'")
+DEPLOYED_CA_FILE = "vault-ca.crt"
+"""Where the README's kubectl command writes a deployed Vault's CA (project directory, ignored by git)."""
 CaFile = matching(r"^\S*$", "expected a file path without spaces, or empty for the system's CAs")
 GoDuration = matching(r"^[1-9][0-9]*(s|m|h)$", "expected a duration such as 15m or 1h")
 
@@ -52,8 +54,8 @@ class VaultConfig(Block):
         description="Where Pulumi reaches Vault (a port-forward, or the public address of an existing Vault); https for a deployed Vault.",
     )
     ca_cert_file: CaFile = Field(
-        "vault-ca.crt",
-        description="PEM file of the CA Pulumi verifies Vault's certificate against (a deployed Vault's: fetch it with kubectl, README); empty: the system's CAs.",
+        "",
+        description="PEM file of the CA Pulumi verifies Vault's certificate against (fetch a deployed Vault's with kubectl, README); empty: vault-ca.crt with a deployed Vault, the system's CAs otherwise.",
     )
     cluster_address: Url = Field(
         "",
@@ -82,6 +84,11 @@ class VaultConfig(Block):
         ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "1", "memory": "512Mi"}),
         description="Requests and limits of each Vault server.",
     )
+
+    @property
+    def provider_ca_file(self) -> str:
+        """The CA file Pulumi's provider verifies Vault with: a deployed Vault's own CA is never in the system's."""
+        return self.ca_cert_file or (DEPLOYED_CA_FILE if self.deploy else "")
 
     @model_validator(mode="after")
     def _deployment_rules(self) -> VaultConfig:
