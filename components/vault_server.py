@@ -120,23 +120,35 @@ SERVER_IPS = ["127.0.0.1"]
 """VAULT_ADDR inside the pods, and Pulumi's address through a port-forward."""
 
 
-def certificate_specs(namespace: str, replicas: int) -> dict[str, tuple[str, dict]]:
-    """The CA chain, by role: (kind, spec). A self-signed Issuer makes the CA; the CA Issuer signs the server's."""
-    issuer = {"group": "cert-manager.io", "kind": "Issuer"}
+CHAIN = {
+    "selfsigned-issuer": ("Issuer", f"{SERVICE}-selfsigned"),
+    "ca": ("Certificate", CA_SECRET),
+    "ca-issuer": ("Issuer", f"{SERVICE}-ca-issuer"),
+    "server": ("Certificate", SERVICE),
+}
+"""The CA chain in the order it is created, by role: kind and Kubernetes name. A self-signed Issuer makes the CA;
+the CA's Issuer signs the server's certificate."""
+
+
+def certificate_specs(namespace: str, replicas: int) -> dict[str, dict]:
+    """The spec of each object of CHAIN, by role."""
+    def issuer(role: str) -> dict:
+        return {"group": "cert-manager.io", "kind": "Issuer", "name": CHAIN[role][1]}
+
     ecdsa = {"algorithm": "ECDSA", "size": 256}
     return {
-        "selfsigned-issuer": ("Issuer", {"selfSigned": {}}),
-        "ca": ("Certificate", {
+        "selfsigned-issuer": {"selfSigned": {}},
+        "ca": {
             "isCA": True,
             "commonName": f"mlops-platform Vault CA ({namespace})",
             "secretName": CA_SECRET,
             "duration": f"{CA_YEARS * 365 * 24}h",
             "privateKey": {**ecdsa, "rotationPolicy": "Never"},
             "usages": ["cert sign", "crl sign", "digital signature"],
-            "issuerRef": {**issuer, "name": f"{SERVICE}-selfsigned"},
-        }),
-        "ca-issuer": ("Issuer", {"ca": {"secretName": CA_SECRET}}),
-        "server": ("Certificate", {
+            "issuerRef": issuer("selfsigned-issuer"),
+        },
+        "ca-issuer": {"ca": {"secretName": CA_SECRET}},
+        "server": {
             "commonName": f"{SERVICE}.{namespace}.svc",
             "secretName": TLS_SECRET,
             "dnsNames": server_names(namespace, replicas),
@@ -145,31 +157,25 @@ def certificate_specs(namespace: str, replicas: int) -> dict[str, tuple[str, dic
             "renewBefore": f"{SERVER_RENEW_DAYS * 24}h",
             "privateKey": {**ecdsa, "rotationPolicy": "Always"},
             "usages": ["server auth", "digital signature"],
-            "issuerRef": {**issuer, "name": f"{SERVICE}-ca-issuer"},
-        }),
+            "issuerRef": issuer("ca-issuer"),
+        },
     }
-
-
-CERTIFICATE_NAMES = {"selfsigned-issuer": f"{SERVICE}-selfsigned", "ca": CA_SECRET, "ca-issuer": f"{SERVICE}-ca-issuer", "server": SERVICE}
-"""Kubernetes names of the chain's objects, by role."""
 
 
 def _certificates(name: str, args: VaultServerArgs, child: pulumi.ResourceOptions) -> pulumi.Resource:
     """The CA chain in Vault's namespace, after cert-manager; returns the server Certificate."""
     after: list[pulumi.Resource] = [args.cert_manager]
     specs = pulumi.Output.from_input(args.namespace).apply(lambda namespace: certificate_specs(namespace, args.config.replicas))
-    created = None
-    for role, (kind, _) in certificate_specs("", args.config.replicas).items():
-        created = k8s.apiextensions.CustomResource(
+    for role, (kind, object_name) in CHAIN.items():
+        after.append(k8s.apiextensions.CustomResource(
             f"{name}-tls-{role}",
             api_version="cert-manager.io/v1",
             kind=kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=CERTIFICATE_NAMES[role], namespace=args.namespace, labels=kube.labels("vault", "tls")),
-            spec=specs.apply(lambda all_specs, role=role: all_specs[role][1]),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=args.namespace, labels=kube.labels("vault", "tls")),
+            spec=specs.apply(lambda all_specs, role=role: all_specs[role]),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
-        )
-        after.append(created)
-    return created
+        ))
+    return after[-1]
 
 
 def raft_config(replicas: int, seal: dict | None = None) -> str:

@@ -301,7 +301,7 @@ CATALOGUE: tuple[Fault, ...] = (
       'pulumi.Output.concat(f"https://{SERVICE}-active."', 'pulumi.Output.concat(f"http://{SERVICE}-active."',
       ("tests/test_vault_tls.py", "tests/test_vault.py"), "components/vault_server.py"),
     F("tls-peer-trusts-system", "secrets", "raft peers verify the leader against the system's CAs, not Vault's: no peer joins",
-      """f'    leader_ca_cert_file = "{CA_FILE}"\\n  }}'""", "'  }}'", ("tests/test_vault_tls.py", "tests/test_vault_real.py"),
+      """f'    leader_ca_cert_file = "{CA_FILE}"\\n  }}'""", "'  }'", ("tests/test_vault_tls.py", "tests/test_vault_real.py"),
       "components/vault_server.py"),
     F("tls-monitor-skips-verify", "secrets", "Prometheus scrapes Vault without verifying its certificate",
       '"serverName": f"{vault_server.SERVICE}.{namespace}.svc",', '"insecureSkipVerify": True,', ("tests/test_vault_tls.py",),
