@@ -4,6 +4,7 @@ components/assembly.py and components/operations.py turn the plan into each comp
 
 from components.assembly import (
     backup_plugin_args,
+    cert_manager_args,
     cnpg_args,
     foundation_args,
     front_door_args,
@@ -19,6 +20,7 @@ from components.assembly import (
     vault_args,
 )
 from components.backups import Backups
+from components.cert_manager import CertManager
 from components.cluster import ClusterFoundation
 from components.cnpg_backup_plugin import CnpgBackupPlugin
 from components.cnpg_operator import CnpgOperator
@@ -44,9 +46,11 @@ config = load_stack_config()  # typed and validated: one error lists every bad k
 plan = platform_plan(config)  # pure data: what exists, where it runs, who talks to whom
 opts = providers_for(config)  # the kubernetes provider, plus the cloud provider only where the stack uses one
 
-# Foundation: namespaces with their Pod Security levels, the Retain StorageClass, Vault, default-deny policies.
+# Foundation: namespaces with their Pod Security levels, the Retain StorageClass, cert-manager (Vault's certificate,
+# the backup plugin's), Vault, default-deny policies.
 foundation = ClusterFoundation("cluster", foundation_args(plan), opts=opts)
-vault = VaultServer("vault", vault_args(plan, foundation), opts=opts) if plan.has("vault") else None
+certificates = CertManager("cert-manager", cert_manager_args(plan, foundation), opts=opts) if plan.has("cert-manager") else None
+vault = VaultServer("vault", vault_args(plan, foundation, certificates), opts=opts) if plan.has("vault") else None
 NetworkPolicies("network", network_args(plan, foundation), opts=opts)
 
 if plan.installing_vault:
@@ -64,8 +68,12 @@ else:
         observability = ObservabilityStack("observability", observability_args(plan, foundation, secrets, store), opts=opts)
     # Data
     operator = CnpgOperator("cnpg", cnpg_args(foundation), opts=opts)
-    # Continuous WAL archiving: the barman-cloud plugin, and cert-manager for it.
-    plugin = CnpgBackupPlugin("cnpg-backup", backup_plugin_args(foundation, operator), opts=opts) if plan.has("cnpg-backup") else None
+    # Continuous WAL archiving: the barman-cloud plugin (its certificates from cert-manager).
+    plugin = (
+        CnpgBackupPlugin("cnpg-backup", backup_plugin_args(foundation, operator, certificates), opts=opts)
+        if plan.has("cnpg-backup") and certificates
+        else None
+    )
     postgres = PostgresCluster("postgres", postgres_args(plan, foundation, secrets, operator, plugin, store, observability), opts=opts)
     redis = Redis("redis", redis_args(plan, foundation, secrets), opts=opts)
     # Apps: MLflow, the registered models it serves (each pod following its alias), Temporal.
@@ -73,8 +81,7 @@ else:
     serving = ModelServing("serving", serving_args(plan, foundation, secrets, mlflow, observability), opts=opts) if plan.has("serving") else None
     temporal = TemporalStack("temporal", temporal_args(plan, foundation, postgres, observability), opts=opts)
     # The way in from outside: one Gateway, TLS from cert-manager, single sign-on.
-    cert_manager = plugin.ready if plugin else None  # MERGE: CertManager.ready
-    door = FrontDoor("front-door", front_door_args(plan, foundation, secrets, cert_manager), opts=opts) if plan.has("front-door") else None
+    door = FrontDoor("front-door", front_door_args(plan, foundation, secrets, certificates), opts=opts) if plan.has("front-door") else None
     # Backups, then the alerts and dashboards that watch everything above.
     backups = Backups("backups", backups_args(plan, foundation, store, postgres, mlflow, vault), opts=opts)
     if observability:

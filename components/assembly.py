@@ -12,7 +12,7 @@ import pulumi
 
 from components import backups as backup_jobs
 from components import (
-    cnpg_backup_plugin,
+    cert_manager,
     cnpg_operator,
     front_door,
     mlflow_server,
@@ -25,6 +25,7 @@ from components import (
     temporal_stack,
     vault_server,
 )
+from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
 from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
@@ -45,7 +46,7 @@ from components.plan import PlatformPlan
 from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
 from components.redis import RedisArgs
 from components.secret_store import SecretStore
-from components.secret_sync import SecretSyncArgs
+from components.secret_sync import SecretSyncArgs, VaultCa
 from components.temporal_stack import ChartEngine, DevEngine, SqlStore, TemporalStackArgs
 from components.vault_server import KmsUnseal, VaultServer, VaultServerArgs
 
@@ -78,13 +79,20 @@ def foundation_args(plan: PlatformPlan) -> ClusterFoundationArgs:
     )
 
 
-def vault_args(plan: PlatformPlan, foundation: ClusterFoundation) -> VaultServerArgs:
+def cert_manager_args(plan: PlatformPlan, foundation: ClusterFoundation) -> CertManagerArgs:
+    return CertManagerArgs(namespace=foundation.namespaces[cert_manager.NAMESPACE], gateway_api=plan.has("front-door"))
+
+
+def vault_args(plan: PlatformPlan, foundation: ClusterFoundation, certificates: CertManager | None) -> VaultServerArgs:
     config = plan.config
     cloud = config.object_store
+    if certificates is None:
+        raise ValueError("Vault serves TLS with a certificate from cert-manager: build cert-manager before Vault")
     return VaultServerArgs(
         namespace=foundation.namespaces[vault_server.NAMESPACE],
         config=config.vault,
         storage_class=foundation.storage_class,
+        cert_manager=certificates.ready,
         kms_unseal=KmsUnseal(region=cloud.region, name_prefix=cloud.bucket_prefix) if config.vault.auto_unseal else None,
         protect=config.protect_state,
     )
@@ -105,6 +113,7 @@ def secret_sync_args(plan: PlatformPlan, foundation: ClusterFoundation, vault: V
         stack=config.stack,
         token=pulumi.Config().require_secret("vaultToken"),
         cluster_address=vault.address if vault else config.vault.cluster_address,
+        cluster_ca=VaultCa(names[vault_server.NAMESPACE], vault.ca_secret, vault_server.CA_KEY) if vault else None,
         # Every namespace that receives secrets; the operator's own receives none.
         consumer_namespaces={role: name for role, name in names.items() if role != secret_sync.NAMESPACE},
         vault_namespace=names[vault_server.NAMESPACE] if vault else None,
@@ -211,11 +220,11 @@ def cnpg_args(foundation: ClusterFoundation) -> CnpgOperatorArgs:
     return CnpgOperatorArgs(namespace=foundation.namespaces[cnpg_operator.NAMESPACE])
 
 
-def backup_plugin_args(foundation: ClusterFoundation, operator: CnpgOperator) -> CnpgBackupPluginArgs:
+def backup_plugin_args(foundation: ClusterFoundation, operator: CnpgOperator, certificates: CertManager) -> CnpgBackupPluginArgs:
     return CnpgBackupPluginArgs(
         operator_namespace=foundation.namespaces[cnpg_operator.NAMESPACE],
-        cert_manager_namespace=foundation.namespaces[cnpg_backup_plugin.CERT_MANAGER_NAMESPACE],
         operator=operator.ready,
+        cert_manager=certificates.ready,
     )
 
 
@@ -389,10 +398,12 @@ def serving_args(
 
 
 def front_door_args(
-    plan: PlatformPlan, foundation: ClusterFoundation, secrets: SecretStore, cert_manager: pulumi.Resource | None
+    plan: PlatformPlan, foundation: ClusterFoundation, secrets: SecretStore, certificates: CertManager | None
 ) -> FrontDoorArgs:
     config = plan.config
     door = config.front_door
+    if certificates is None:
+        raise ValueError("the front door's certificates come from cert-manager: build cert-manager before it")
     return FrontDoorArgs(
         namespace=foundation.namespaces[front_door.NAMESPACE],
         namespaces=foundation.namespaces,
@@ -403,6 +414,6 @@ def front_door_args(
             issuer=door.oidc.issuer, client_id=door.oidc.client_id, client_secret=_oidc_client_secret(),
             authorization_url=door.oidc.authorization_url, token_url=door.oidc.token_url,
         ),
-        cert_manager=cert_manager,
+        cert_manager=certificates.ready,
         secrets=secrets,
     )

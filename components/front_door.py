@@ -57,15 +57,6 @@ them, with a CPU limit added."""
 SMALL = ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "100m", "memory": "128Mi"})
 """The certgen Job (one run per install or upgrade), whose chart values set no resources."""
 
-CERT_MANAGER_VALUES = {"config": {
-    "apiVersion": "controller.config.cert-manager.io/v1alpha1",
-    "kind": "ControllerConfiguration",
-    "gatewayAPI": {"enabled": True},
-}}
-"""What cert-manager's release must carry for the ACME issuer's HTTP-01 `gatewayHTTPRoute` solver: its Gateway API
-support is off by default (v1.21.1 `defaultEnableGatewayAPI = false`), and without it challenges are never answered.
-MERGE: the CertManager component merges this into its values when the stack has the front door."""
-
 GATEWAY_POD_SECURITY = PodSecurity(
     "restricted",
     "Envoy Gateway's controller and certgen (chart, rendered in tests/test_charts.py) and the proxies it creates "

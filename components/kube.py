@@ -304,12 +304,21 @@ def helm_release(
 
 
 def helm_chart(
-    name: str, chart: Chart, *, namespace: pulumi.Input[str], values: pulumi.Input[dict], opts: pulumi.ResourceOptions
+    name: str,
+    chart: Chart,
+    *,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[dict],
+    opts: pulumi.ResourceOptions,
+    release_name: str | None = None,
 ) -> k8s.helm.v4.Chart:
     """A pinned chart (components/versions.py) as a helm.v4.Chart, that is `helm template`: objects applied one by one
-    (previews show each), hooks never."""
+    (previews show each), hooks never. The release name, and the prefix of every object's resource name, is the
+    resource name unless `release_name` is given (to keep a release, and its objects' URNs, across a rename)."""
     return k8s.helm.v4.Chart(
         name,
+        name=release_name,
+        resource_prefix=release_name,
         chart=chart.reference,
         version=chart.version,
         repository_opts=None if chart.oci else k8s.helm.v4.RepositoryOptsArgs(repo=chart.repository),

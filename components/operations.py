@@ -93,6 +93,7 @@ def backups_args(
             address=vault.address,
             role=SNAPSHOT_ROLE,
             service_account=SNAPSHOT_ACCOUNT,
+            ca_secret=vault.ca_secret,
             credentials_secret=credentials[snapshots.consumer],
             schedule=config.vault.snapshot_schedule,
         )
@@ -205,7 +206,9 @@ def export_vault_install_steps(plan: PlatformPlan, foundation: ClusterFoundation
     pulumi.export(
         "next_steps",
         "Vault is deploying. Initialise and unseal it (docs/runbooks/vault-bootstrap.md), then "
-        f"`pulumi config set --secret {PROJECT}:vaultToken <root token>`, set vault.phase: configure in "
+        f"`pulumi config set --secret {PROJECT}:vaultToken <root token>`, fetch Vault's CA into vault.caCertFile "
+        f"(`kubectl -n {plan.namespaces['vault'].name} get secret {vault_server.TLS_SECRET} -o jsonpath='{{.data.ca\\.crt}}' "
+        f"| base64 -d > {plan.config.vault.ca_cert_file}`), set vault.phase: configure in "
         f"Pulumi.{plan.config.stack}.yaml and run `pulumi up` again.",
     )
     pulumi.log.warn("vault.phase is install: only Vault was declared; the stack output next_steps says what to run next.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from components import (
     backups,
-    cnpg_backup_plugin,
+    cert_manager,
     cnpg_operator,
     front_door,
     mlflow_server,
@@ -46,8 +46,8 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "secrets": secret_sync.facts,
     "observability": observability.facts,
     "objects": object_store.facts,
+    "cert-manager": cert_manager.facts,
     "cnpg": cnpg_operator.facts,
-    "cnpg-backup": cnpg_backup_plugin.facts,
     "postgres": postgres_cluster.facts,
     "redis": redis.facts,
     "mlflow": mlflow_server.facts,
@@ -56,10 +56,31 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "front-door": front_door.facts,
     "backups": backups.facts,
 }
-"""Where each component's facts come from, by component name; the foundation, the network policies and the
-monitoring rules have none of their own."""
-VAULT_INSTALL = ("cluster", "vault", "network")
-"""What the first phase of a Vault stack builds: Vault alone, in its closed namespace."""
+"""Where each component's facts come from, by component name; the foundation, the network policies, the backup
+plugin (it runs in the operator's namespace) and the monitoring rules have none of their own."""
+VAULT_INSTALL = ("cluster", "cert-manager", "vault", "network")
+"""What the first phase of a Vault stack builds: Vault alone, in its closed namespace, and cert-manager, which
+issues the certificate Vault serves TLS with (the Certificates exist before the Vault pods start)."""
+
+
+def vault_serves_tls(config: StackConfig) -> bool:
+    """A Vault the stack deploys serves TLS, always: its certificate comes from cert-manager (an existing Vault's
+    TLS is its operator's business)."""
+    return config.vault is not None and config.vault.deploy
+
+
+CERT_MANAGER_USERS: Mapping[str, Callable[[StackConfig], bool]] = {
+    # The barman-cloud plugin's chart asks cert-manager for its TLS certificates.
+    "continuous backups": lambda config: config.backups.continuous,
+    "Vault's TLS listener": vault_serves_tls,
+    "the front door's certificates": lambda config: config.front_door.enabled,
+}
+"""What needs cert-manager, by reason; a new user of certificates adds its line here."""
+
+
+def needs_cert_manager(config: StackConfig) -> bool:
+    """Whether the stack runs cert-manager: something in it needs a certificate (CERT_MANAGER_USERS)."""
+    return any(needed(config) for needed in CERT_MANAGER_USERS.values())
 
 
 class PlanError(ValueError):
@@ -198,6 +219,8 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
     logs_in_bucket = watched and bool(observability.facts(config).buckets)
     return (
         "cluster",
+        # Before Vault: Vault's listener serves a certificate cert-manager issues.
+        *(["cert-manager"] if needs_cert_manager(config) else []),
         *(["vault"] if vault and vault.deploy else []),
         "network",
         *(["secrets"] if vault else []),
@@ -205,9 +228,8 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
         "objects",
         *(["observability"] if logs_in_bucket else []),
         "cnpg",
-        # Continuous WAL archiving needs the barman-cloud plugin, and the plugin needs cert-manager; so does the
-        # front door. MERGE: the CertManager component replaces this (the plugin only with backups.continuous).
-        *(["cnpg-backup"] if config.needs_cert_manager else []),
+        # Continuous WAL archiving needs the barman-cloud plugin (and cert-manager, above).
+        *(["cnpg-backup"] if config.backups.continuous else []),
         "postgres",
         "redis",
         "mlflow",
@@ -229,12 +251,20 @@ def _namespaces(config: StackConfig, every: list[ComponentFacts]) -> dict[str, P
         for namespace in facts.namespaces:
             if levels.setdefault(namespace.role, namespace.pod_security) != namespace.pod_security:
                 raise PlanError(f"components disagree on the Pod Security level of namespace {namespace.role!r}")
-    roles = config.namespace_roles
+    roles = namespace_roles(config)
     unowned = [role for role in roles if role not in levels]
     homeless = sorted(set(levels) - set(roles)) if not config.installing_vault else []
     if unowned or homeless:
         raise PlanError(f"namespaces without a component: {unowned}; components without their namespace: {homeless}")
     return {role: PlannedNamespace(role, config.namespace(role), levels[role]) for role in roles}
+
+
+def namespace_roles(config: StackConfig) -> tuple[str, ...]:
+    """config.namespace_roles, with cert-manager's when the stack needs it (right after the operator's, or first)."""
+    roles = list(config.namespace_roles)
+    if needs_cert_manager(config):
+        roles.insert(roles.index("cnpg") + 1 if "cnpg" in roles else 0, cert_manager.NAMESPACE)
+    return tuple(roles)
 
 
 def _databases(config: StackConfig, every: list[ComponentFacts]) -> tuple[PlannedDatabase, ...]:

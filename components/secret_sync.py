@@ -41,6 +41,18 @@ def facts(config: StackConfig) -> ComponentFacts:
 
 
 @dataclass(frozen=True)
+class VaultCa:
+    """Where the CA that signed Vault's certificate is: a key of a Secret the operator can read."""
+
+    namespace: str
+    """Namespace of the Secret (Vault's: cert-manager writes it there; the operator reads Secrets cluster-wide)."""
+    secret: str
+    """Secret name."""
+    key: str
+    """Key of the PEM CA certificate."""
+
+
+@dataclass(frozen=True)
 class SecretSyncArgs:
     """What a SecretSync needs; built by the composition from typed config."""
 
@@ -54,6 +66,9 @@ class SecretSyncArgs:
     """Vault token (a secret) Pulumi configures Vault with."""
     cluster_address: pulumi.Input[str]
     """Where the operator reaches Vault from inside the cluster."""
+    cluster_ca: VaultCa | None
+    """The CA the operator verifies the in-cluster Vault's certificate against; None: an existing Vault whose
+    certificate chains to a public CA (or whose `clusterAddress` says otherwise)."""
     consumer_namespaces: Mapping[str, str]
     """Namespaces whose Secrets come from Vault, by role; each gets a read-only policy on its own path."""
     vault_namespace: str | None = None
@@ -80,7 +95,9 @@ class SecretSync(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         config = args.config
         provider = vault.Provider(
-            f"{name}-vault-provider", address=config.address, token=args.token,
+            # Through the port-forward to the deployed Vault, the provider verifies its certificate against the CA
+            # fetched into `caCertFile` (README); TLS verification is never skipped.
+            f"{name}-vault-provider", address=config.address, token=args.token, ca_cert_file=config.provider_ca_file or None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         in_vault = pulumi.ResourceOptions(parent=self, provider=provider)
@@ -137,7 +154,7 @@ class SecretSync(pulumi.ComponentResource):
             api_version="external-secrets.io/v1",
             kind="ClusterSecretStore",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=CLUSTER_STORE, labels=kube.labels("external-secrets", "store")),
-            spec=cluster_store_spec(args.cluster_address, config.kv_mount, args.namespace),
+            spec=cluster_store_spec(args.cluster_address, config.kv_mount, args.namespace, args.cluster_ca),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[operator, operator_role, mount])),
         )
         self.store = VaultSecrets(
@@ -166,11 +183,13 @@ def operator_values() -> dict:
     }
 
 
-def cluster_store_spec(address: pulumi.Input[str], mount: str, namespace: pulumi.Input[str]) -> dict:
+def cluster_store_spec(address: pulumi.Input[str], mount: str, namespace: pulumi.Input[str], ca: VaultCa | None = None) -> dict:
+    trust = {"caProvider": {"type": "Secret", "namespace": ca.namespace, "name": ca.secret, "key": ca.key}} if ca else {}
     return {
         "provider": {
             "vault": {
                 "server": address,
+                **trust,
                 "path": mount,
                 "version": "v2",
                 "auth": {

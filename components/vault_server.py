@@ -1,5 +1,6 @@
 """HashiCorp Vault in the cluster: HA with integrated raft storage, audit log on its own claim, optional AWS KMS
-auto-unseal. Vault starts sealed and uninitialised; docs/runbooks/vault-bootstrap.md takes it from there."""
+auto-unseal, and TLS on its listener with a certificate cert-manager issues from a CA of Vault's own. Vault starts
+sealed and uninitialised; docs/runbooks/vault-bootstrap.md takes it from there."""
 
 from __future__ import annotations
 
@@ -20,6 +21,22 @@ METRICS_PATH = "/v1/sys/metrics"
 AUDIT_DIR = "/vault/audit"
 UNSEAL_SECRET = "vault-kms-unseal"
 VAULT_UID, VAULT_GID = 100, 1000  # the image's vault user; the chart's defaults
+SERVICE = "vault"
+"""The chart's fullname (release `vault`): its Services are vault, vault-active, vault-standby, vault-internal
+(headless, one name per pod) and vault-ui."""
+TLS_SECRET = "vault-tls"
+"""Secret cert-manager writes the server certificate to: tls.crt, tls.key and ca.crt (the CA that signed it)."""
+CA_SECRET = "vault-ca"
+"""Secret of the CA (certificate and key) that signs the server certificate; only cert-manager reads its key."""
+CA_KEY = "ca.crt"
+"""Key of the CA certificate in TLS_SECRET: what every client of Vault verifies the server against."""
+TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
+"""Where the chart's `extraVolumes` mounts TLS_SECRET in the Vault pods."""
+CA_FILE = f"{TLS_DIR}/{CA_KEY}"
+SERVER_CERT_DAYS, SERVER_RENEW_DAYS, CA_YEARS = 365, 30, 10
+"""Lifetimes: the server certificate is renewed 30 days before its year ends; Vault reads it at start and on
+SIGHUP (README, "TLS inside the cluster"). The CA lives ten years: every client trusts it, a new one means
+restarting them all."""
 
 
 def facts(config: StackConfig) -> ComponentFacts:
@@ -51,6 +68,8 @@ class VaultServerArgs:
     """Replicas, claim sizes, resources."""
     storage_class: pulumi.Input[str]
     """The Retain StorageClass of the raft and audit claims."""
+    cert_manager: pulumi.Resource
+    """cert-manager's release (CertManager.ready): it issues the listener's certificate, which exists before Vault."""
     kms_unseal: KmsUnseal | None = None
     """Auto-unseal with AWS KMS; None: unseal by hand with the key shares."""
     protect: bool = False
@@ -61,7 +80,9 @@ class VaultServer(pulumi.ComponentResource):
     """Vault as a raft cluster of `replicas` servers, one per node."""
 
     address: pulumi.Output[str]
-    """In-cluster address of the active server."""
+    """In-cluster address of the active server (https)."""
+    ca_secret: str
+    """Secret in Vault's namespace whose key CA_KEY is the CA every client verifies Vault against."""
     release: pulumi.Resource
     """The chart release."""
 
@@ -69,6 +90,7 @@ class VaultServer(pulumi.ComponentResource):
         super().__init__("mlops:vault_server:VaultServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         seal = _kms_unseal(name, args, args.kms_unseal, child) if args.kms_unseal else None
+        certificate = _certificates(name, args, child)
         # helm.v3.Release keeps the chart's server-test hook out and matches the other stateful releases.
         self.release = kube.helm_release(
             f"{name}-chart",
@@ -77,24 +99,100 @@ class VaultServer(pulumi.ComponentResource):
             namespace=args.namespace,
             values=chart_values(args, seal),
             opts=pulumi.ResourceOptions.merge(
-                kube.stateful(child, args.protect), pulumi.ResourceOptions(depends_on=[seal[0]] if seal else [])
+                kube.stateful(child, args.protect), pulumi.ResourceOptions(depends_on=[certificate, *([seal[0]] if seal else [])])
             ),
         )
-        self.address = pulumi.Output.concat("http://vault-active.", args.namespace, f".svc.cluster.local:{PORT}")
-        self.register_outputs({"address": self.address})
+        self.address = pulumi.Output.concat(f"https://{SERVICE}-active.", args.namespace, f".svc.cluster.local:{PORT}")
+        self.ca_secret = TLS_SECRET
+        self.register_outputs({"address": self.address, "ca_secret": self.ca_secret})
+
+
+def server_names(namespace: str, replicas: int) -> list[str]:
+    """Every DNS name a client reaches a Vault server by: each Service (short, namespaced and full), each pod through
+    the headless Service (raft's retry_join and api_addr use these), and localhost (the pods' own CLI and probes)."""
+    hosts = [f"{SERVICE}{suffix}" for suffix in ("", "-active", "-standby", "-internal", "-ui")]
+    hosts += [f"{SERVICE}-{n}.{SERVICE}-internal" for n in range(replicas)]
+    forms = [(host, f"{host}.{namespace}", f"{host}.{namespace}.svc", f"{host}.{namespace}.svc.cluster.local") for host in hosts]
+    return [name for names in forms for name in names] + ["localhost"]
+
+
+SERVER_IPS = ["127.0.0.1"]
+"""VAULT_ADDR inside the pods, and Pulumi's address through a port-forward."""
+
+
+CHAIN = {
+    "selfsigned-issuer": ("Issuer", f"{SERVICE}-selfsigned"),
+    "ca": ("Certificate", CA_SECRET),
+    "ca-issuer": ("Issuer", f"{SERVICE}-ca-issuer"),
+    "server": ("Certificate", SERVICE),
+}
+"""The CA chain in the order it is created, by role: kind and Kubernetes name. A self-signed Issuer makes the CA;
+the CA's Issuer signs the server's certificate."""
+
+
+def certificate_specs(namespace: str, replicas: int) -> dict[str, dict]:
+    """The spec of each object of CHAIN, by role."""
+    def issuer(role: str) -> dict:
+        return {"group": "cert-manager.io", "kind": "Issuer", "name": CHAIN[role][1]}
+
+    ecdsa = {"algorithm": "ECDSA", "size": 256}
+    return {
+        "selfsigned-issuer": {"selfSigned": {}},
+        "ca": {
+            "isCA": True,
+            "commonName": f"mlops-platform Vault CA ({namespace})",
+            "secretName": CA_SECRET,
+            "duration": f"{CA_YEARS * 365 * 24}h",
+            "privateKey": {**ecdsa, "rotationPolicy": "Never"},
+            "usages": ["cert sign", "crl sign", "digital signature"],
+            "issuerRef": issuer("selfsigned-issuer"),
+        },
+        "ca-issuer": {"ca": {"secretName": CA_SECRET}},
+        "server": {
+            "commonName": f"{SERVICE}.{namespace}.svc",
+            "secretName": TLS_SECRET,
+            "dnsNames": server_names(namespace, replicas),
+            "ipAddresses": SERVER_IPS,
+            "duration": f"{SERVER_CERT_DAYS * 24}h",
+            "renewBefore": f"{SERVER_RENEW_DAYS * 24}h",
+            "privateKey": {**ecdsa, "rotationPolicy": "Always"},
+            "usages": ["server auth", "digital signature"],
+            "issuerRef": issuer("ca-issuer"),
+        },
+    }
+
+
+def _certificates(name: str, args: VaultServerArgs, child: pulumi.ResourceOptions) -> pulumi.Resource:
+    """The CA chain in Vault's namespace, after cert-manager; returns the server Certificate."""
+    after: list[pulumi.Resource] = [args.cert_manager]
+    specs = pulumi.Output.from_input(args.namespace).apply(lambda namespace: certificate_specs(namespace, args.config.replicas))
+    for role, (kind, object_name) in CHAIN.items():
+        after.append(k8s.apiextensions.CustomResource(
+            f"{name}-tls-{role}",
+            api_version="cert-manager.io/v1",
+            kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=args.namespace, labels=kube.labels("vault", "tls")),
+            spec=specs.apply(lambda all_specs, role=role: all_specs[role]),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
+        ))
+    return after[-1]
 
 
 def raft_config(replicas: int, seal: dict | None = None) -> str:
-    """Vault's server configuration: raft storage where every server retries joining each peer."""
+    """Vault's server configuration: a TLS listener, raft storage where every server retries joining each peer over
+    https, verifying it against the CA."""
     joins = "\n".join(
-        f'  retry_join {{\n    leader_api_addr = "http://vault-{n}.vault-internal:{PORT}"\n  }}' for n in range(replicas)
+        f'  retry_join {{\n    leader_api_addr     = "https://{SERVICE}-{n}.{SERVICE}-internal:{PORT}"\n'
+        f'    leader_ca_cert_file = "{CA_FILE}"\n  }}'
+        for n in range(replicas)
     )
     seal_block = (
         f'\nseal "awskms" {{\n  region     = "{seal["region"]}"\n  kms_key_id = "{seal["kms_key_id"]}"\n}}\n' if seal else ""
     )
     return (
         "ui = true\n"
-        'listener "tcp" {\n  tls_disable     = 1\n  address         = "[::]:8200"\n  cluster_address = "[::]:8201"\n'
+        'listener "tcp" {\n  address         = "[::]:8200"\n  cluster_address = "[::]:8201"\n'
+        f'  tls_cert_file   = "{TLS_DIR}/tls.crt"\n  tls_key_file    = "{TLS_DIR}/tls.key"\n  tls_min_version = "tls12"\n'
         "  telemetry {\n    unauthenticated_metrics_access = true\n  }\n}\n"
         f'storage "raft" {{\n  path = "/vault/data"\n{joins}\n}}\n'
         'service_registration "kubernetes" {}\n'
@@ -136,9 +234,16 @@ def chart_values(args: VaultServerArgs, seal: tuple[pulumi.Resource, pulumi.Outp
         "auditStorage": {**claim, "size": config.audit_size, "mountPath": AUDIT_DIR},
         # The claims outlive the StatefulSet: raft data survives an uninstall or a scale-down.
         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+        # The listener's certificate, key and CA, from cert-manager; group-readable for the vault user (fsGroup).
+        "extraVolumes": [{"type": "secret", "name": TLS_SECRET, "defaultMode": 0o440}],
+        # The pods' own CLI (VAULT_ADDR is https://127.0.0.1:8200, a name the certificate carries) verifies Vault.
+        "extraEnvironmentVars": {"VAULT_CACERT": CA_FILE},
         "ha": {
             "enabled": True,
             "replicas": config.replicas,
+            # The address a standby sends clients to: the pod's own name, which the certificate carries (the
+            # chart's default, the pod IP, it does not). Both variables are set earlier in the pod's env.
+            "apiAddr": f"https://$(VAULT_K8S_POD_NAME).{SERVICE}-internal.$(VAULT_K8S_NAMESPACE).svc:{PORT}",
             # The chart's default affinity already requires one server per node.
             "raft": {"enabled": True, "setNodeId": True, "config": hcl},
         },
@@ -149,6 +254,8 @@ def chart_values(args: VaultServerArgs, seal: tuple[pulumi.Resource, pulumi.Outp
             for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
     return {
+        # The listener serves TLS: the chart's Services, ports and probes then speak https.
+        "global": {"tlsDisable": False},
         # No sidecar injection: workloads receive secrets as Kubernetes Secrets through External Secrets.
         "injector": {"enabled": False},
         "server": server,

@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from tools.render import Registered, Rendering, unwrap_secrets
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet")
@@ -60,3 +62,16 @@ def vault_secret_data(rendering: Rendering, namespace: str, name: str) -> dict[s
     path = unwrap_secrets(source)["extract"]["key"]
     stored = next(r for r in rendering.find_all(type="vault:kv/secretV2:SecretV2") if r.inputs["name"] == path)
     return json.loads(unwrap_secrets(stored.inputs["dataJson"]))
+
+
+def chart_objects(rendering: Rendering, resource: str) -> list[dict[str, Any]]:
+    """The objects Helm renders for the release declared as `resource`, with the program's values; skips when
+    helm-python-sdk or the chart (in the cache) is missing."""
+    pytest.importorskip("helm_python", reason="helm-python-sdk (the test requirements) renders the chart")
+    from tools.charts import ChartNotCached, helm_releases, render_release
+
+    (release,) = [r for r in helm_releases(rendering) if r.resource == resource]
+    try:
+        return render_release(release).objects
+    except ChartNotCached as missing:
+        pytest.skip(str(missing))

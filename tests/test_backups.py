@@ -131,7 +131,7 @@ def test_dev_has_no_continuous_backups_or_cert_manager(dev):
 
 
 def test_plugin_and_cert_manager_charts_are_pinned_and_ordered(prod):
-    cert_manager = prod.find(type="kubernetes:helm.sh/v4:Chart", name="cnpg-backup-cert-manager")
+    cert_manager = prod.find(type="kubernetes:helm.sh/v4:Chart", name="cert-manager-chart")
     plugin = prod.find(type="kubernetes:helm.sh/v4:Chart", name="cnpg-backup-barman-cloud")
     assert (cert_manager.inputs["chart"], cert_manager.inputs["version"]) == ("cert-manager", CHARTS["cert-manager"].version)
     assert (plugin.inputs["chart"], plugin.inputs["version"]) == ("plugin-barman-cloud", "0.7.0")

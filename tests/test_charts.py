@@ -190,3 +190,20 @@ def test_the_log_shipper_may_only_read_pods_their_logs_and_namespaces(stack):
     grants = {(group, resource, verb) for rule in roles[0]["rules"] for group in rule["apiGroups"]
               for resource in rule["resources"] for verb in rule["verbs"]}
     assert grants == {("", r, v) for r in ("pods", "pods/log", "namespaces") for v in ("get", "list", "watch")}
+
+
+def test_the_objects_of_vaults_tls_validate_against_the_charts_crds():
+    """Vault's CA chain (components/vault_server.py), and the two consumers whose TLS settings are custom resources
+    (External Secrets' store with its caProvider, Prometheus' PodMonitor with its tlsConfig), against the CRDs the
+    cert-manager, external-secrets and kube-prometheus-stack releases render."""
+    charts = stack_charts("prod")
+    for release in ("cert-manager-chart", "secrets-operator", "observability-metrics"):
+        if release in charts.missing:
+            pytest.skip(str(charts.missing[release]))
+    program = rendered("prod")
+    objects = [r.manifest(redact=False) for r in program.kubernetes_objects() if r.type.startswith("kubernetes:cert-manager.io/")]
+    assert sorted(obj["kind"] for obj in objects) == ["Certificate", "Certificate", "Issuer", "Issuer"]
+    objects += [program.find(kind="ClusterSecretStore").manifest(redact=False), program.find(kind="PodMonitor", name="monitoring-vault-monitor").manifest()]
+    schemas = chart_crd_schemas("prod")
+    problems = {describe(obj): custom_resource_problems(obj, schemas) for obj in objects}
+    assert {name: p if p is not None else "no CRD describes this kind" for name, p in problems.items() if p != []} == {}

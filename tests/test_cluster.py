@@ -13,7 +13,7 @@ LOOSER_LEVELS = {"mlops-node-metrics": "privileged"}
 def test_each_platform_part_gets_a_namespace_that_enforces_restricted_where_its_pods_allow(rendering):
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
     # Dev serves a model (mlops-serving); prod lists none yet, and a namespace without pods is not created.
-    per_stack = {"dev": {"mlops-storage", "mlops-serving"}, "prod": {"mlops-cert-manager", "mlops-vault", "mlops-external-secrets"}}[rendering.stack]
+    per_stack = {"dev": {"mlops-storage", "mlops-serving"}, "prod": {"mlops-cert-manager", "mlops-vault", "mlops-external-secrets", "mlops-gateway"}}[rendering.stack]
     common = {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg", "mlops-observability", "mlops-node-metrics"}
     assert set(namespaces) == common | per_stack
     for name, labels in namespaces.items():
@@ -84,7 +84,8 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:monitoring:PlatformMonitoring",
         "mlops:network_policies:NetworkPolicies",
     } | (
-        {"mlops:cnpg_backup_plugin:CnpgBackupPlugin", "mlops:vault_server:VaultServer", "mlops:secret_sync:SecretSync"}
+        {"mlops:cnpg_backup_plugin:CnpgBackupPlugin", "mlops:cert_manager:CertManager", "mlops:vault_server:VaultServer",
+         "mlops:secret_sync:SecretSync", "mlops:front_door:FrontDoor"}
         if rendering.stack == "prod"
         else {"mlops:model_serving:ModelServing"}
     )

@@ -11,8 +11,9 @@ import re
 
 import pytest
 
+from components.cert_manager import GATEWAY_API_CONFIG
 from components.config import ConfigError, parse_stack_config
-from components.front_door import API_KEY_HEADER, CERT_MANAGER_VALUES, MODEL_KEYS_SECRET, OIDC_SECRET, PROXY_LABELS
+from components.front_door import API_KEY_HEADER, MODEL_KEYS_SECRET, OIDC_SECRET, PROXY_LABELS
 from components.observability import GRAFANA_OIDC_SECRET
 from components.versions import CHARTS
 from tools.charts import render_stack_charts
@@ -109,7 +110,8 @@ def test_prod_publishes_each_ui_of_the_stack_on_its_own_https_listener(prod):
 
 
 def test_prod_gets_a_certificate_per_host_from_an_acme_issuer_answering_through_the_gateway(prod):
-    certificates = {c["spec"]["secretName"]: c["spec"] for c in custom(prod, "Certificate")}
+    # The gateway's certificates (Vault's own chain lives in the vault namespace, tests/test_vault_tls.py).
+    certificates = {c["spec"]["secretName"]: c["spec"] for c in custom(prod, "Certificate") if c["metadata"]["namespace"] == "mlops-gateway"}
     assert set(certificates) == {f"{h}-tls" for h in ("mlflow", "grafana", "temporal", "prometheus", "alertmanager")}
     assert certificates["grafana-tls"]["dnsNames"] == ["grafana.mlops.example.com"]
     (issuer,) = custom(prod, "ClusterIssuer")
@@ -121,7 +123,7 @@ def test_prod_gets_a_certificate_per_host_from_an_acme_issuer_answering_through_
     assert solver["http01"]["gatewayHTTPRoute"]["parentRefs"] == [{
         "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "front-door", "namespace": "mlops-gateway", "sectionName": "http",
     }]
-    cert_manager = prod.find(type="kubernetes:helm.sh/v4:Chart", name="cnpg-backup-cert-manager").urn
+    cert_manager = prod.find(type="kubernetes:helm.sh/v4:Chart", name="cert-manager-chart").urn
     for certificate in [*prod.find_all(kind="Certificate"), *prod.find_all(kind="ClusterIssuer")]:
         assert cert_manager in waits_for(prod, certificate.urn), f"{certificate.name} must wait for cert-manager"
 
@@ -139,12 +141,9 @@ def waits_for(rendering: Rendering, urn: str) -> set[str]:
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="MERGE: cert-manager's values live in cnpg_backup_plugin.py until the CertManager "
-                   "component (another branch) owns them and merges front_door.CERT_MANAGER_VALUES; then drop this mark")
 def test_cert_manager_answers_acme_challenges_through_the_gateway(prod):
     (values,) = [r.inputs["values"] for r in prod.resources if r.type.startswith("kubernetes:helm.sh/") and r.inputs["chart"] == "cert-manager"]
-    assert values.get("config", {}).get("gatewayAPI") == CERT_MANAGER_VALUES["config"]["gatewayAPI"]
-    assert values["config"]["kind"] == "ControllerConfiguration"
+    assert values["config"] == GATEWAY_API_CONFIG
 
 
 def test_http_is_redirected_to_https(published):
@@ -299,7 +298,7 @@ def test_dev_on_kind_uses_localtest_me_a_self_signed_issuer_and_keeps_its_node_p
     )
     assert node_ports(door_dev) == node_ports(dev)
     # cert-manager comes with it (the front door needs it), but dev's PostgreSQL does not start archiving WAL.
-    assert door_dev.find_all(type="kubernetes:helm.sh/v4:Chart", name="cnpg-backup-cert-manager")
+    assert door_dev.find_all(type="kubernetes:helm.sh/v4:Chart", name="cert-manager-chart")
     cluster = door_dev.find(kind="Cluster").manifest()
     assert not cluster["spec"].get("plugins")
 

@@ -151,7 +151,7 @@ def test_while_installing_vault_only_its_namespaces_are_closed():
 
     vault = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"]
     installing = render_stack("prod", overrides={"mlops-platform:vault": {**vault, "phase": "install"}})
-    assert set(policies(installing)) == {"mlops-vault", "mlops-external-secrets"}
+    assert set(policies(installing)) == {"mlops-cert-manager", "mlops-vault", "mlops-external-secrets"}
     # Prometheus does not exist yet: no scrape policy, whose `from` would be empty, which admits everything.
     assert set(policies(installing)["mlops-vault"]) == {"default-deny-ingress", "allow-same-namespace", "allow-vault-readers"}
     assert_no_policy_admits_every_source(installing)

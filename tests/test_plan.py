@@ -42,4 +42,7 @@ def test_workloads_count_replicas_and_every_observability_component(prod):
     assert items[("Temporal", "history")].replicas == 2
     observability = {name for component, name in items if component == "Observability"}
     assert {"prometheus", "alertmanager", "grafana", "loki", "alloy", "kube-state-metrics"} <= observability
+    # cert-manager (Vault's certificate, the backup plugin's) and the plugin set their resources: they are counted.
+    assert {("cert-manager", "controller"), ("cert-manager", "webhook"), ("cert-manager", "cainjector")} <= set(items)
+    assert ("CloudNativePG", "barman-cloud plugin") in items
     assert all(w.requests.get("memory") for w in items.values())

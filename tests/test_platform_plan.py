@@ -76,7 +76,7 @@ def test_components_come_in_dependency_order(dev, prod):
     # prod: Vault and its secret sync first; Loki keeps its chunks in S3, so observability follows the store; the
     # front door after every service it publishes.
     assert prod.components == (
-        "cluster", "vault", "network", "secrets", "objects", "observability", "cnpg", "cnpg-backup", "postgres", "redis",
+        "cluster", "cert-manager", "vault", "network", "secrets", "objects", "observability", "cnpg", "cnpg-backup", "postgres", "redis",
         "mlflow", "temporal", "front-door", "backups", "monitoring",
     )
     assert dev.observability_first and not prod.observability_first
@@ -94,11 +94,12 @@ def test_installing_vault_builds_vault_alone_in_closed_namespaces():
     vault = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["mlops-platform:vault"]
     planned = stack_plan("prod", vault={**vault, "phase": "install"})
     assert planned.installing_vault
-    assert planned.components == ("cluster", "vault", "network")
-    assert list(planned.namespaces) == ["vault", "external-secrets"]
+    # cert-manager too, before Vault: it issues the certificate Vault's listener serves.
+    assert planned.components == ("cluster", "cert-manager", "vault", "network")
+    assert list(planned.namespaces) == ["cert-manager", "vault", "external-secrets"]
     assert planned.bucket_consumers == () and planned.backups == {} and planned.monitored == ()
     # Prometheus does not exist yet: no scrape flow, whose empty `from` would admit everything.
-    assert {f.name for f in planned.flows} == {"vault-readers", "external-secrets-webhook"}
+    assert {f.name for f in planned.flows} == {"vault-readers", "external-secrets-webhook", "cert-manager-webhook"}
 
 
 # --- Namespaces and Pod Security ---------------------------------------------------------------------------------

@@ -88,7 +88,9 @@ def test_every_consumer_namespace_gets_one_read_only_policy_and_the_operator_hol
 
 def test_vault_is_configured_as_code_through_an_explicit_provider(prod):
     provider = prod.find(type="pulumi:providers:vault")
-    assert provider.inputs["address"] == "http://127.0.0.1:8200"
+    # Through the port-forward, over TLS, verified against the CA fetched into the file (never skip_tls_verify).
+    assert (provider.inputs["address"], provider.inputs["caCertFile"]) == ("https://127.0.0.1:8200", "vault-ca.crt")
+    assert not provider.inputs.get("skipTlsVerify")
     vault_resources = [r for r in prod.resources if r.type.startswith("vault:")]
     assert vault_resources and all(r.provider.startswith(provider.urn) for r in vault_resources)
     mount = prod.find(type="vault:index/mount:Mount")
@@ -97,7 +99,7 @@ def test_vault_is_configured_as_code_through_an_explicit_provider(prod):
     audit = prod.find(type="vault:index/audit:Audit")
     assert audit.inputs["options"] == {"file_path": "/vault/audit/audit.log"}
     store = prod.find(kind="ClusterSecretStore").inputs["spec"]["provider"]["vault"]
-    assert store["server"] == "http://vault-active.mlops-vault.svc.cluster.local:8200"
+    assert store["server"] == "https://vault-active.mlops-vault.svc.cluster.local:8200"
     assert (store["path"], store["version"], store["auth"]["kubernetes"]["role"]) == ("mlops", "v2", OPERATOR_ACCOUNT)
 
 
@@ -133,7 +135,7 @@ def test_auto_unseal_uses_a_protected_kms_key_reachable_only_by_vaults_user(prod
 def test_every_raft_peer_retries_joining_every_other():
     config = raft_config(3)
     for n in range(3):
-        assert f'leader_api_addr = "http://vault-{n}.vault-internal:8200"' in config
+        assert f'leader_api_addr     = "https://vault-{n}.vault-internal:8200"' in config
     assert 'storage "raft"' in config and "seal" not in config
 
 
@@ -153,7 +155,7 @@ def test_the_snapshot_job_logs_in_with_its_own_role_and_uploads_to_the_backups_b
     assert spec["serviceAccountName"] == SNAPSHOT_ACCOUNT and spec["automountServiceAccountToken"] is True
     (save,) = spec["initContainers"]
     env = {e["name"]: e.get("value") for e in save["env"]}
-    assert env["VAULT_ROLE"] == SNAPSHOT_ROLE and env["VAULT_ADDR"].startswith("http://vault-active.mlops-vault")
+    assert env["VAULT_ROLE"] == SNAPSHOT_ROLE and env["VAULT_ADDR"].startswith("https://vault-active.mlops-vault")
     assert "vault operator raft snapshot save" in save["args"][0] and "test -s" in save["args"][0]
     (upload,) = spec["containers"]
     assert 'store:$BACKUP_BUCKET/vault' in upload["args"][0]
@@ -166,8 +168,14 @@ def test_the_snapshot_job_logs_in_with_its_own_role_and_uploads_to_the_backups_b
 def test_the_install_phase_declares_vault_alone_and_says_what_to_run_next():
     installing = render_stack("prod", overrides={"mlops-platform:vault": {**prod_file()["vault"], "phase": "install"}}, mock_secrets=False)
     namespaces = {ns.metadata["name"] for ns in installing.find_all(kind="Namespace")}
-    assert namespaces == {"mlops-vault", "mlops-external-secrets"}
+    # cert-manager too: it issues the certificate Vault's listener serves, before the Vault pods start.
+    assert namespaces == {"mlops-cert-manager", "mlops-vault", "mlops-external-secrets"}
     assert installing.find(type="kubernetes:helm.sh/v3:Release").name == "vault-chart"
+    assert installing.find(type="kubernetes:helm.sh/v4:Chart").name == "cert-manager-chart"
+    chain = [r for r in installing.resources if r.type.startswith("kubernetes:cert-manager.io/")]
+    assert sorted(r.kind for r in chain) == ["Certificate", "Certificate", "Issuer", "Issuer"]
+    server = next(r for r in chain if r.name == "vault-tls-server")
+    assert server.urn in installing.find(type="kubernetes:helm.sh/v3:Release").dependencies
     assert not [r for r in installing.resources if r.type.startswith("vault:")]
     assert "vaultToken" in installing.outputs["next_steps"] and "vault.phase: configure" in installing.outputs["next_steps"]
     # The same Vault resources (names and parents) as in the configure phase: moving on replaces nothing.
@@ -193,6 +201,8 @@ def test_the_configure_phase_without_a_token_stops_with_the_exact_next_steps():
         ({"replicas": 2}, "odd number of raft peers"),
         ({"deploy": False}, "vault.clusterAddress"),
         ({"address": "vault.example.com"}, "expected an http(s) URL"),
+        ({"address": "http://127.0.0.1:8200"}, "the deployed Vault serves TLS only"),
+        ({"caCertFile": "my ca.pem"}, "expected a file path without spaces"),
     ],
 )
 def test_bad_vault_settings_are_named(vault, fragment):
@@ -213,6 +223,6 @@ def test_the_rendered_server_config_parses_as_hcl(prod):
     assert parsed["listener"]["tcp"]["address"] == "[::]:8200"
     raft = parsed["storage"]["raft"]
     assert raft["path"] == "/vault/data"
-    assert [j["leader_api_addr"] for j in raft["retry_join"]] == [f"http://vault-{n}.vault-internal:8200" for n in range(3)]
+    assert [j["leader_api_addr"] for j in raft["retry_join"]] == [f"https://vault-{n}.vault-internal:8200" for n in range(3)]
     assert parsed["seal"]["awskms"]["region"] == "eu-central-1" and parsed["seal"]["awskms"]["kms_key_id"]
     assert "kubernetes" in parsed["service_registration"]

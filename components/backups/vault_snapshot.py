@@ -14,6 +14,8 @@ from components.config import ResourceSpec
 from components.versions import IMAGES
 
 BACKUP = "vault-snapshot"
+CA_DIR = "/vault-ca"
+CA_FILE = f"{CA_DIR}/ca.crt"
 DEADLINE_SECONDS = 1800
 """activeDeadlineSeconds of a run: one that takes longer is killed and counts as failed."""
 
@@ -29,6 +31,8 @@ class VaultSnapshots(job.BackupJob):
     """Kubernetes-auth role allowed to read sys/storage/raft/snapshot and nothing else."""
     service_account: str
     """ServiceAccount the role is bound to."""
+    ca_secret: str
+    """Secret (in `namespace`) whose key `ca.crt` is the CA of Vault's certificate; the CLI verifies against it."""
 
 
 VAULT_SNAPSHOT = """set -eu
@@ -52,8 +56,9 @@ def cron_job(
         automount_service_account_token=False,
         opts=child,
     )
-    env = [*kube.plain_env({"VAULT_ADDR": snapshots.address, "VAULT_ROLE": snapshots.role, "HOME": "/tmp"})]
-    save = job.container("raft-snapshot", IMAGES["vault"], ["/bin/sh", "-c", VAULT_SNAPSHOT], env, resources, [job.SCRATCH, job.TMP])
+    env = [*kube.plain_env({"VAULT_ADDR": snapshots.address, "VAULT_CACERT": CA_FILE, "VAULT_ROLE": snapshots.role, "HOME": "/tmp"})]
+    ca = k8s.core.v1.VolumeMountArgs(name="vault-ca", mount_path=CA_DIR, read_only=True)
+    save = job.container("raft-snapshot", IMAGES["vault"], ["/bin/sh", "-c", VAULT_SNAPSHOT], env, resources, [job.SCRATCH, job.TMP, ca])
     return job.produce_then_upload(
         name,
         backup=BACKUP,
@@ -66,5 +71,10 @@ def cron_job(
         target=target,
         resources=resources,
         service_account=snapshots.service_account,
+        # Only the CA certificate of the Secret, not the server's key beside it.
+        volumes=[k8s.core.v1.VolumeArgs(
+            name="vault-ca",
+            secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=snapshots.ca_secret, items=[k8s.core.v1.KeyToPathArgs(key="ca.crt", path="ca.crt")]),
+        )],
         opts=child,
     )

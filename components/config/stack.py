@@ -266,21 +266,16 @@ class StackConfig(StackSettings):
 
     @property
     def namespace_roles(self) -> tuple[str, ...]:
-        """The platform's parts that get a namespace; `storage` only when the object store runs in the cluster."""
+        """The platform's parts that get a namespace; `storage` only when the object store runs in the cluster.
+        cert-manager's is added by the plan when something needs it (components/plan.py, needs_cert_manager)."""
         in_cluster_objects = ("storage",) if self.object_store.engine == "minio" else ()
-        cert_manager = ("cert-manager",) if self.needs_cert_manager else ()
         observability = ("observability", "node-metrics") if self.observability.enabled else ()
         vault = ((("vault",) if self.vault.deploy else ()) + ("external-secrets",)) if self.vault else ()
         if self.installing_vault:
             return vault
         serving = ("serving",) if self.serving.models else ()
         gateway = ("gateway",) if self.front_door.enabled else ()
-        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *cert_manager, *observability, *vault, *serving, *gateway)
-
-    @property
-    def needs_cert_manager(self) -> bool:
-        """cert-manager issues the barman-cloud plugin's certificates (continuous backups) and the gateway's."""
-        return self.backups.continuous or self.front_door.enabled
+        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *observability, *vault, *serving, *gateway)
 
     @property
     def installing_vault(self) -> bool:

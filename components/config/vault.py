@@ -15,6 +15,9 @@ Store = one_of(*SECRET_STORES)
 Phase = one_of(*VAULT_PHASES)
 Peers = whole(1, 7)
 Cron = matching(CRON5, "expected a 5-field cron schedule such as '0 */6 * * *'")
+DEPLOYED_CA_FILE = "vault-ca.crt"
+"""Where the README's kubectl command writes a deployed Vault's CA (project directory, ignored by git)."""
+CaFile = matching(r"^\S*$", "expected a file path without spaces, or empty for the system's CAs")
 GoDuration = matching(r"^[1-9][0-9]*(s|m|h)$", "expected a duration such as 15m or 1h")
 
 
@@ -47,8 +50,12 @@ class VaultConfig(Block):
         description="install: the first `pulumi up` on an empty cluster deploys Vault alone; configure: everything, Vault included.",
     )
     address: Url = Field(
-        "http://127.0.0.1:8200",
-        description="Where Pulumi reaches Vault (a port-forward, or the public address of an existing Vault).",
+        "https://127.0.0.1:8200",
+        description="Where Pulumi reaches Vault (a port-forward, or the public address of an existing Vault); https for a deployed Vault.",
+    )
+    ca_cert_file: CaFile = Field(
+        "",
+        description="PEM file of the CA Pulumi verifies Vault's certificate against (fetch a deployed Vault's with kubectl, README); empty: vault-ca.crt with a deployed Vault, the system's CAs otherwise.",
     )
     cluster_address: Url = Field(
         "",
@@ -78,6 +85,11 @@ class VaultConfig(Block):
         description="Requests and limits of each Vault server.",
     )
 
+    @property
+    def provider_ca_file(self) -> str:
+        """The CA file Pulumi's provider verifies Vault with: a deployed Vault's own CA is never in the system's."""
+        return self.ca_cert_file or (DEPLOYED_CA_FILE if self.deploy else "")
+
     @model_validator(mode="after")
     def _deployment_rules(self) -> VaultConfig:
         problems = []
@@ -90,6 +102,9 @@ class VaultConfig(Block):
         if self.auto_unseal and not self.deploy:
             allowed = "configure the seal of an existing Vault where it runs; autoUnseal needs vault.deploy"
             problems.append(Problem("autoUnseal", True, allowed))
+        if self.deploy and self.address.startswith("http://"):
+            allowed = "the deployed Vault serves TLS only: https://, e.g. https://127.0.0.1:8200 through the port-forward"
+            problems.append(Problem("address", self.address, allowed))
         if self.phase == "install" and not self.deploy:
             allowed = "the install phase deploys Vault; with vault.deploy false use phase configure"
             problems.append(Problem("phase", "install", allowed))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube
+from components import kube, vault_server
 from components.monitoring.alerts import AlertTargets, alert_groups, longest_gap_seconds, stale_after_seconds
 from components.monitoring.dashboards import DASHBOARDS, dashboard_json, dashboards
 
@@ -67,7 +67,7 @@ class PlatformMonitoring(pulumi.ComponentResource):
                 namespace=args.targets.vault_namespace,
                 app="vault",
                 match_labels={"app.kubernetes.io/name": "vault", "component": "server"},
-                endpoints=[{"port": "http", "path": "/v1/sys/metrics", "params": {"format": ["prometheus"]}}],
+                endpoints=[vault_metrics_endpoint(args.targets.vault_namespace)],
                 opts=after_crds,
             )
         for uid in DASHBOARDS:
@@ -87,6 +87,21 @@ class PlatformMonitoring(pulumi.ComponentResource):
         self.alert_names = [rule["alert"] for group in alert_groups(unresolved) for rule in group["rules"]]
         self.dashboard_titles = [board["title"] for board in dashboards(unresolved).values()]
         self.register_outputs({"alert_names": self.alert_names, "dashboard_titles": self.dashboard_titles})
+
+
+def vault_metrics_endpoint(namespace: str) -> dict:
+    """Vault's metrics over its TLS listener (the chart names the port after the scheme), the certificate verified
+    against Vault's CA; Prometheus scrapes pod IPs, so it checks the certificate for the `vault` Service's name."""
+    return {
+        "port": "https",
+        "scheme": "https",
+        "path": vault_server.METRICS_PATH,
+        "params": {"format": ["prometheus"]},
+        "tlsConfig": {
+            "ca": {"secret": {"name": vault_server.TLS_SECRET, "key": vault_server.CA_KEY}},
+            "serverName": f"{vault_server.SERVICE}.{namespace}.svc",
+        },
+    }
 
 
 def _resolved(targets: AlertTargets) -> pulumi.Output[AlertTargets]:
