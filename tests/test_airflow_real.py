@@ -239,7 +239,8 @@ def site(airflow_bin, s3, mlflow, database, tmp_path_factory):
             "api-secret-key": secrets.token_urlsafe(32),
             "jwt-secret": secrets.token_urlsafe(32),
         },
-        af.ADMIN_SECRET: {"username": ADMIN, "password": secrets.token_urlsafe(18)},
+        # A leading `-`: an argument parser that takes it for an option fails the bootstrap's `users create`.
+        af.ADMIN_SECRET: {"username": ADMIN, "password": "-" + secrets.token_urlsafe(18)},
         af.S3_SECRET: {"AWS_ACCESS_KEY_ID": "airflow-logs-user", "AWS_SECRET_ACCESS_KEY": "airflow-logs-secret"},
     }
     literal = af.process_env(namespace=NAMESPACE, logs_bucket=af.LOGS_BUCKET, s3_endpoint=IN_CLUSTER_S3,
@@ -571,7 +572,8 @@ def test_restarting_every_process_loses_no_run_history_and_logs_still_read_from_
 def test_the_admin_bootstrap_is_idempotent_and_the_secret_stays_the_source_of_truth(running):
     site = running
     old = site["secrets"][af.ADMIN_SECRET]["password"]
-    site["secrets"][af.ADMIN_SECRET]["password"] = new = secrets.token_urlsafe(18)
+    # Rotated to a password with a leading `-` and shell/option look-alikes, through `users reset-password`.
+    site["secrets"][af.ADMIN_SECRET]["password"] = new = "--password=" + secrets.token_urlsafe(18) + " -x"
     with timed("admin bootstrap (existing user, rotated password)"):
         again = run(site, af.ADMIN_COMMAND, {**af.SECRET_ENV, **af.ADMIN_ENV})
     assert again.returncode == 0, again.stdout + again.stderr

@@ -123,8 +123,10 @@ ADMIN_COMMAND: tuple[str, ...] = (
     "sh", "-c",
     # Reset first, so the Secret stays the source of truth (a rotated password takes effect); create only when the
     # user does not exist yet (reset-password then fails). `users create` alone would keep an old password.
-    'airflow users reset-password --username "$AIRFLOW_ADMIN_USERNAME" --password "$AIRFLOW_ADMIN_PASSWORD"'
-    ' || airflow users create --role Admin --username "$AIRFLOW_ADMIN_USERNAME" --password "$AIRFLOW_ADMIN_PASSWORD"'
+    # `--password=VALUE`, never `--password VALUE`: argparse takes a separate value starting with `-` for an option
+    # ("argument -p/--password: expected one argument"), and a generated password may start with one.
+    'airflow users reset-password --username="$AIRFLOW_ADMIN_USERNAME" --password="$AIRFLOW_ADMIN_PASSWORD"'
+    ' || airflow users create --role Admin --username="$AIRFLOW_ADMIN_USERNAME" --password="$AIRFLOW_ADMIN_PASSWORD"'
     ' --email "$AIRFLOW_ADMIN_USERNAME@airflow.invalid" --firstname Platform --lastname Admin',
 )
 """The admin bootstrap, after MIGRATE_COMMAND; idempotent. Env: SECRET_ENV and ADMIN_ENV."""
