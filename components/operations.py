@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components import airflow as airflow_module
 from components import backups as backup_jobs
 from components import (
     mlflow_server,
@@ -16,6 +17,7 @@ from components import (
     temporal_stack,
     vault_server,
 )
+from components.airflow.component import AirflowStack
 from components.backups import (
     Backups,
     BackupsArgs,
@@ -146,6 +148,7 @@ def export_outputs(
     serving: ModelServing | None,
     temporal: TemporalStack,
     backups: Backups,
+    airflow: AirflowStack | None = None,
 ) -> None:
     """What users need: URLs, endpoints, Secret names, and commands that print generated credentials."""
     namespaces = foundation.namespaces
@@ -181,6 +184,12 @@ def export_outputs(
     pulumi.export("redis_url_secret", redis.secret_name)
     pulumi.export("temporal_address", temporal.frontend_address)
     pulumi.export("temporal_ui_url", temporal.ui_url)
+    if airflow is not None:
+        pulumi.export("airflow_url", airflow.url)
+        pulumi.export(
+            "airflow_admin_password_command",
+            _read_secret_command(plan, namespaces[airflow_module.NAMESPACE], airflow.admin_secret, "jsonpath='{.data.password}' | base64 -d"),
+        )
     pulumi.export("backup_cron_jobs", backups.cron_jobs)
     if plan.config.object_store.engine == "minio":
         every_key = "go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{\"\\n\"}}{{end}}'"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from components import (
+    airflow,
     backups,
     cnpg_backup_plugin,
     cnpg_operator,
@@ -52,6 +53,7 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "mlflow": mlflow_server.facts,
     "serving": model_serving.facts,
     "temporal": temporal_stack.facts,
+    "airflow": airflow.facts,
     "backups": backups.facts,
 }
 """Where each component's facts come from, by component name; the foundation, the network policies and the
@@ -208,6 +210,8 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
         # Model serving reads MLflow's registry; with no model listed there is nothing to build.
         *(["serving"] if config.serving.models else []),
         "temporal",
+        # Airflow's example pipeline logs to MLflow; its database is on the PostgresCluster.
+        *(["airflow"] if config.airflow.enabled else []),
         "backups",
         *(["monitoring"] if watched else []),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import runpy
@@ -147,6 +148,9 @@ def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, An
         special = bool(inputs.get("special", True))
         value = mock_password(name, int(inputs.get("length", 16)), special)
         state["result"] = value.lower() if inputs.get("upper") is False else value
+    elif type_ == "random:index/randomBytes:RandomBytes":
+        raw = (hashlib.sha256(name.encode()).digest() * 8)[: int(inputs.get("length", 32))]
+        state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
     elif type_ == "aws:s3/bucket:Bucket":
         state["arn"] = f"arn:aws:s3:::{inputs['bucket']}"
     elif type_ == "aws:kms/key:Key":

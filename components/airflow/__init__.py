@@ -31,13 +31,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from components import mlflow_server
+from components.config import AIRFLOW_DATABASES, AIRFLOW_LOGS_BUCKET, StackConfig
+from components.facts import (
+    CLIENTS,
+    BucketUse,
+    ComponentFacts,
+    DatabaseUse,
+    Flow,
+    Metrics,
+    NamespaceFact,
+    NodePortTarget,
+)
+
 NAMESPACE = "airflow"
 """Namespace role of every Airflow pod."""
 CONSUMER = "airflow"
 """Airflow's object-store consumer: its credentials Secret is `airflow-s3-credentials`, scoped to LOGS_BUCKET."""
-DATABASE = "airflow"
+(DATABASE,) = AIRFLOW_DATABASES
 """Database (and owner role) on the PostgresCluster."""
-LOGS_BUCKET = "airflow-logs"
+LOGS_BUCKET = AIRFLOW_LOGS_BUCKET
 """Logical bucket of the remote task logs."""
 SERVICE_NAME = "airflow-api-server"
 """Service of the api-server: the UI, the public REST API and the execution API the task processes call."""
@@ -50,6 +63,14 @@ WORKER_LOG_PORT = 8793
 """Scheduler (LocalExecutor): serves the logs of tasks still running to the api-server."""
 TRIGGERER_LOG_PORT = 8794
 """Triggerer: serves the logs of deferred tasks still running."""
+STATSD_PORT = 9125
+"""statsd-exporter: where every process sends its StatsD metrics (UDP)."""
+STATSD_METRICS_PORT = 9102
+"""statsd-exporter: the Prometheus metrics it makes of them."""
+STATSD_SERVICE = "airflow-statsd"
+"""Service of the statsd-exporter."""
+NODE_PORT = "airflow"
+"""The `nodePorts` key of the api-server's Service (dev: 30808)."""
 
 HOME = "/opt/airflow"
 """AIRFLOW_HOME: an emptyDir (Airflow writes airflow.cfg and local logs there; the root filesystem is read-only)."""
@@ -246,3 +267,22 @@ def process_env(
         "PIP_CACHE_DIR": f"{TMP_DIR}/pip-cache",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """The api-server receives the platform's clients (UI, REST API) on API_PORT; Airflow sends runs and models to
+    MLflow's server port (the example DAG), keeps its history in the `airflow` database and its task logs in
+    LOGS_BUCKET with credentials of its own; Prometheus scrapes the statsd-exporter. Egress stays open: the example
+    task builds a virtualenv from PyPI, and DAGs may come from a git host."""
+    return ComponentFacts(
+        "airflow",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(
+            Flow("airflow-clients", NAMESPACE, (API_PORT,), (CLIENTS,)),
+            Flow("mlflow-airflow", mlflow_server.NAMESPACE, (mlflow_server.PORT,), (NAMESPACE,)),
+        ),
+        node_ports={NODE_PORT: NodePortTarget(NAMESPACE, API_PORT)},
+        metrics=(Metrics(NAMESPACE, STATSD_METRICS_PORT),),
+        buckets=(BucketUse(CONSUMER, NAMESPACE, (LOGS_BUCKET,)),),
+        databases=(DatabaseUse((DATABASE,), NAMESPACE),),
+    )
