@@ -142,6 +142,11 @@ def mock_password(name: str, length: int, special: bool) -> str:
     return core + ("@:/%#?" if special else digest.hex()[:6])
 
 
+def mock_bytes(name: str, length: int) -> bytes:
+    """A deterministic stand-in for pulumi_random's RandomBytes (a Fernet key, say)."""
+    return (hashlib.sha256(name.encode()).digest() * (length // 32 + 1))[:length]
+
+
 def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     state = dict(inputs)
     if type_ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
@@ -149,7 +154,7 @@ def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, An
         value = mock_password(name, int(inputs.get("length", 16)), special)
         state["result"] = value.lower() if inputs.get("upper") is False else value
     elif type_ == "random:index/randomBytes:RandomBytes":
-        raw = (hashlib.sha256(name.encode()).digest() * 8)[: int(inputs.get("length", 32))]
+        raw = mock_bytes(name, int(inputs.get("length", 32)))
         state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
     elif type_ == "aws:s3/bucket:Bucket":
         state["arn"] = f"arn:aws:s3:::{inputs['bucket']}"

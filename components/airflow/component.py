@@ -490,7 +490,8 @@ def _deployment(
         # Importing Airflow and a first DAG parse take a while on a cold node: up to 5 minutes before liveness applies.
         startup_probe=_probe(process, period=10, failures=30),
         liveness_probe=_probe(process, period=30, failures=3),
-        readiness_probe=_probe(process, period=10, failures=3) if process.name == "api-server" else None,
+        # Not ready while its own check fails: the api-server's Service (and `kubectl rollout status`) see it.
+        readiness_probe=_probe(process, period=10, failures=3),
     )
     reads_dags = process.name != "api-server"
     pod_volumes = volumes.volumes(tmp_size)
