@@ -122,6 +122,7 @@ def monitoring_args(
             minio_namespace=names[object_store.NAMESPACE] if plan.monitors("objects") else None,
             vault_namespace=names[vault_server.NAMESPACE] if plan.monitors("vault") else None,
             serving_namespace=names[model_serving.NAMESPACE] if plan.monitors("serving") else None,
+            airflow_namespace=names[airflow_module.NAMESPACE] if plan.monitors("airflow") else None,
         ),
     )
 
