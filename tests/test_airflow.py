@@ -84,6 +84,7 @@ def test_probes_are_the_measured_ones(stack):
                 assert rendered_probe["exec"]["command"] == list(probe.command)
                 # A check starts Airflow's CLI: never more often than it takes.
                 assert rendered_probe["periodSeconds"] >= probe.timeout_seconds
+                assert airflow["readinessProbe"]["periodSeconds"] >= 300 and airflow["livenessProbe"]["periodSeconds"] >= 120
             else:
                 assert rendered_probe["httpGet"]["path"] == probe.path
                 assert airflow["ports"][[p["containerPort"] for p in airflow["ports"]].index(probe.port)]["name"] == rendered_probe["httpGet"]["port"]
@@ -332,6 +333,8 @@ def test_dags_from_git_come_through_a_pinned_git_sync_sidecar():
         assert sync["image"] == IMAGES["git-sync"] and IMAGES["git-sync"].startswith("registry.k8s.io/git-sync/git-sync:v4.")
         assert "--repo=https://github.com/acme/pipelines.git" in sync["command"] and "--ref=v1" in sync["command"]
         assert "--one-time" in container(deployment, "git-sync-init")["command"]
+        assert sync["livenessProbe"]["httpGet"]["port"] == sync["readinessProbe"]["httpGet"]["port"] == component.GIT_SYNC_HTTP_PORT
+        assert f"--http-bind=:{component.GIT_SYNC_HTTP_PORT}" in sync["command"]
         assert env_of(sync)["GITSYNC_PASSWORD"] == ("secret", "pipelines-git", "password")
         assert env_of(container(deployment, "airflow"))["AIRFLOW__CORE__DAGS_FOLDER"] == f"{af.DAGS_DIR}/repo/dags"
         assert check_pod(pod_spec(deployment), None, "restricted") == []

@@ -1,7 +1,8 @@
 """How the Airflow pods run: the four Airflow 3 processes, the migration and the admin bootstrap, each process's
 environment (literal values here, secrets only as Secret keys), ports, probes and the example DAG. The AirflowStack
-component renders these; tests/test_airflow_real.py runs exactly the same commands and environment on 127.0.0.1
-against real PostgreSQL, moto and MLflow. No Pulumi here: this module is plain data.
+component (component.py) renders these, adding what only a pod needs (HOME, the hostname callable, the StatsD and
+executor settings); tests/test_airflow_real.py runs the same commands with the rendered dev environment on 127.0.0.1
+against real PostgreSQL, moto and MLflow. No Pulumi resources here: this module is plain data and `facts`.
 
 Facts checked against Airflow 3.3.2 itself (tests/test_airflow_real.py):
 - every process writes `airflow.cfg` into AIRFLOW_HOME on start when none exists, so HOME must be writable (emptyDir);
@@ -17,11 +18,11 @@ PSS of each process tree, which is what a pod's cgroup is charged, not the RSS s
 api-server ~250 MiB idle / ~310 peak; scheduler ~225 idle / ~355 while the example task runs (the task and its
 virtualenv's Python are the scheduler's children); dag-processor ~195 / ~230; triggerer ~225.
 
-Left for the component: the image's entrypoint (dumb-init) is bypassed, so PID 1 is Airflow itself (it handles
-SIGTERM; wrap in `/usr/bin/dumb-init --` if zombies show); the api-server reaches a running task's log on the
-scheduler's WORKER_LOG_PORT by the hostname the task recorded, which a pod's name is not resolvable as (set
-`[core] hostname_callable` to the pod IP, or accept logs only once uploaded); the image brings the provider releases
-of its own build, not necessarily versions.AIRFLOW_PROVIDERS.
+In the component: the image's entrypoint (dumb-init) is bypassed, so PID 1 is Airflow itself (it handles SIGTERM;
+wrap in `/usr/bin/dumb-init --` if zombies show); the api-server reaches a running task's log on the scheduler's
+WORKER_LOG_PORT by the hostname the task recorded, which a pod's name is not resolvable as, so the component sets
+`[core] hostname_callable` to the pod's IP; the image brings the provider releases of its own build, not necessarily
+versions.AIRFLOW_PROVIDERS.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ GIT_ROOT = af.DAGS_DIR
 """git-sync's root: the checkout is linked at `<root>/repo`."""
 GIT_LINK = "repo"
 GIT_SECRET_DIR = "/etc/git-secret"
+GIT_SYNC_HTTP_PORT = 2020
+"""git-sync's health endpoint (`--http-bind`), which the sidecar's probes call."""
 STATSD_MAPPINGS = """\
 # Airflow sends InfluxDB-style tags (statsd_influxdb_enabled), which the exporter turns into labels.
 defaults:
@@ -336,8 +338,14 @@ class _Dags:
                     {"name": variable, "valueFrom": {"secretKeyRef": {"name": git.credentials_secret, "key": key}}}
                     for variable, key in (("GITSYNC_USERNAME", "username"), ("GITSYNC_PASSWORD", "password"))
                 ]
+        probes = {}
         if one_time:
             command.append("--one-time")
+        else:
+            # git-sync's HTTP endpoint answers 200 once a sync succeeded and while syncs keep succeeding.
+            command.append(f"--http-bind=:{GIT_SYNC_HTTP_PORT}")
+            health = {"httpGet": {"path": "/", "port": GIT_SYNC_HTTP_PORT}, "periodSeconds": 30, "timeoutSeconds": 5}
+            probes = {"livenessProbe": {**health, "failureThreshold": 10}, "readinessProbe": health}
         return [{
             "name": "git-sync-init" if one_time else "git-sync",
             "image": IMAGES["git-sync"],
@@ -346,6 +354,7 @@ class _Dags:
             "resources": GIT_SYNC_RESOURCES.as_k8s(),
             "securityContext": RESTRICTED_CONTAINER,
             "volumeMounts": mounts,
+            **probes,
         }]
 
     def containers(self, one_time: bool) -> list[k8s.core.v1.ContainerArgs]:
@@ -359,10 +368,20 @@ def _container_args(manifest: dict) -> k8s.core.v1.ContainerArgs:
         if "valueFrom" in e else k8s.core.v1.EnvVarArgs(name=e["name"], value=e["value"])
         for e in manifest["env"]
     ]
+    probes = {
+        key: k8s.core.v1.ProbeArgs(
+            http_get=k8s.core.v1.HTTPGetActionArgs(path=probe["httpGet"]["path"], port=probe["httpGet"]["port"]),
+            period_seconds=probe["periodSeconds"], timeout_seconds=probe["timeoutSeconds"],
+            failure_threshold=probe.get("failureThreshold"),
+        )
+        for key, probe in (("liveness_probe", manifest.get("livenessProbe")), ("readiness_probe", manifest.get("readinessProbe")))
+        if probe
+    }
     return k8s.core.v1.ContainerArgs(
         name=manifest["name"],
         image=manifest["image"],
         command=manifest["command"],
+        **probes,
         env=env,
         resources=k8s.core.v1.ResourceRequirementsArgs(**manifest["resources"]),
         security_context=kube.container_security(),
@@ -452,7 +471,7 @@ def _container(
     )
 
 
-def _probe(process: af.Process, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+def _probe(process: af.Process, period: int, failures: int, exec_period: int) -> k8s.core.v1.ProbeArgs:
     probe = process.probe
     if isinstance(probe, af.HttpProbe):
         port = next(name for name, number in process.ports.items() if number == probe.port)
@@ -460,10 +479,11 @@ def _probe(process: af.Process, period: int, failures: int) -> k8s.core.v1.Probe
             http_get=k8s.core.v1.HTTPGetActionArgs(path=probe.path, port=port),
             period_seconds=period, timeout_seconds=probe.timeout_seconds, failure_threshold=failures,
         )
-    # Each check starts Airflow's CLI (5-12 s measured on a loaded machine): not often, and with time to finish.
+    # Each check starts Airflow's CLI (5-12 s of CPU measured on a loaded machine, and its memory beside the
+    # process): seldom, and with time to finish.
     return k8s.core.v1.ProbeArgs(
         exec_=k8s.core.v1.ExecActionArgs(command=list(probe.command)),
-        period_seconds=max(period, 60), timeout_seconds=probe.timeout_seconds, failure_threshold=failures,
+        period_seconds=exec_period, timeout_seconds=probe.timeout_seconds, failure_threshold=failures,
     )
 
 
@@ -488,10 +508,10 @@ def _deployment(
         "airflow", process.command, env.process(), getattr(args.resources, RESOURCE_FIELD[process.name]), mounts,
         ports=[k8s.core.v1.ContainerPortArgs(name=port, container_port=number) for port, number in process.ports.items()],
         # Importing Airflow and a first DAG parse take a while on a cold node: up to 5 minutes before liveness applies.
-        startup_probe=_probe(process, period=10, failures=30),
-        liveness_probe=_probe(process, period=30, failures=3),
+        startup_probe=_probe(process, period=10, failures=30, exec_period=60),
+        liveness_probe=_probe(process, period=30, failures=3, exec_period=120),
         # Not ready while its own check fails: the api-server's Service (and `kubectl rollout status`) see it.
-        readiness_probe=_probe(process, period=10, failures=3),
+        readiness_probe=_probe(process, period=10, failures=3, exec_period=300),
     )
     reads_dags = process.name != "api-server"
     pod_volumes = volumes.volumes(tmp_size)
