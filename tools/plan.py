@@ -222,6 +222,7 @@ def report(stack: str, rendering: Rendering, nodes: int = 1) -> tuple[str, dict[
         "memory_limits": sum(i.total("limits", "memory") for i in items),
         "core_memory_requests": sum(i.total("requests", "memory") for i in items if i.component in CORE),
         "observability_memory_requests": sum(i.total("requests", "memory") for i in items if i.component == "Observability"),
+        "airflow_memory_requests": sum(i.total("requests", "memory") for i in items if i.component == "Airflow"),
     }
     lines += [
         "",
@@ -229,6 +230,8 @@ def report(stack: str, rendering: Rendering, nodes: int = 1) -> tuple[str, dict[
         f"memory limits {_fmt_memory(totals['memory_limits'])}",
         f"core ({', '.join(CORE)}) memory requests: {_fmt_memory(totals['core_memory_requests'])}",
         f"observability memory requests: {_fmt_memory(totals['observability_memory_requests'])}",
+        # KubernetesExecutor task pods come and go with the tasks: not in this steady-state sum.
+        f"airflow memory requests: {_fmt_memory(totals['airflow_memory_requests'])}",
     ]
     if unset(rendering):
         lines.append(f"not counted (chart defaults, not set by us): {', '.join(unset(rendering))}")
