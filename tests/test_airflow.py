@@ -349,6 +349,13 @@ def test_task_logs_on_nfs_are_a_retained_read_write_many_volume_in_prod():
     assert volume.protect and volume.retain_on_delete
     claim = next(c for c in prod.find_all(kind="PersistentVolumeClaim") if c.metadata.get("namespace") == NAMESPACE)
     assert claim.protect and claim.manifest()["spec"]["accessModes"] == ["ReadWriteMany"]
+    for deployment in processes(prod).values():
+        airflow = container(deployment, "airflow")
+        assert {"name": "logs", "mountPath": af.LOGS_DIR} in airflow["volumeMounts"]
+        # Kept on the volume after the upload to the bucket.
+        assert env_of(airflow)["AIRFLOW__LOGGING__DELETE_LOCAL_LOGS"] == "False"
+    template = yaml.safe_load(airflow_objects(prod, "ConfigMap")["airflow-pod-template"]["data"][component.POD_TEMPLATE_FILE])
+    assert {"name": "logs", "persistentVolumeClaim": {"claimName": component.NFS_CLAIM}} in template["spec"]["volumes"]
 
 
 def test_config_errors_name_the_key_and_what_is_allowed():

@@ -39,6 +39,8 @@ POD_TEMPLATE_FILE = "pod_template.yaml"
 GIT_ROOT = af.DAGS_DIR
 """git-sync's root: the checkout is linked at `<root>/repo`."""
 GIT_LINK = "repo"
+NFS_CLAIM = "airflow-logs"
+"""The claim of the NFS task-log volume (`airflow.logs.nfs`)."""
 GIT_SECRET_DIR = "/etc/git-secret"
 GIT_SYNC_HTTP_PORT = 2020
 """git-sync's health endpoint (`--http-bind`), which the sidecar's probes call."""
@@ -238,6 +240,9 @@ class _Env:
             # A pod's name is not resolvable: the api-server reaches a running task's log server by the pod's IP.
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow.utils.net.get_host_ip_address",
         }
+        if args.nfs_logs is not None:
+            # The seed's shape: task logs stay on the shared volume as well as in the bucket.
+            extra["AIRFLOW__LOGGING__DELETE_LOCAL_LOGS"] = "False"
         if args.dags_git is not None:
             extra["AIRFLOW__CORE__DAGS_FOLDER"] = "/".join(
                 part for part in (GIT_ROOT, GIT_LINK, args.dags_git.sub_path.strip("/")) if part
@@ -442,7 +447,7 @@ def _nfs_claim(name: str, args: AirflowStackArgs, child: pulumi.ResourceOptions)
     )
     return k8s.core.v1.PersistentVolumeClaim(
         f"{name}-logs-claim",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name="airflow-logs", namespace=args.namespace, labels=kube.labels(APP, "logs")),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=NFS_CLAIM, namespace=args.namespace, labels=kube.labels(APP, "logs")),
         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
             access_modes=["ReadWriteMany"],
             storage_class_name="",
@@ -619,6 +624,10 @@ def task_pod_template(args: AirflowStackArgs, env: list[dict], git: list[dict]) 
     volumes = [{"name": "home", "emptyDir": {"sizeLimit": "1Gi"}}, {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}, dags]
     if args.dags_git is not None:
         volumes.append({"name": "git-tmp", "emptyDir": {"sizeLimit": "64Mi"}})
+    if args.nfs_logs is not None:
+        # A task pod writes its log where the processes read it.
+        volumes.append({"name": "logs", "persistentVolumeClaim": {"claimName": NFS_CLAIM}})
+        mounts.append({"name": "logs", "mountPath": af.LOGS_DIR})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
