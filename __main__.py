@@ -2,7 +2,9 @@
 The plan (components/plan.py) decides; each component's module holds its own facts (ports, buckets, databases);
 components/assembly.py and components/operations.py turn the plan into each component's args."""
 
+from components.airflow.component import AirflowStack
 from components.assembly import (
+    airflow_args,
     backup_plugin_args,
     cert_manager_args,
     cnpg_args,
@@ -76,10 +78,12 @@ else:
     )
     postgres = PostgresCluster("postgres", postgres_args(plan, foundation, secrets, operator, plugin, store, observability), opts=opts)
     redis = Redis("redis", redis_args(plan, foundation, secrets), opts=opts)
-    # Apps: MLflow, the registered models it serves (each pod following its alias), Temporal.
+    # Apps: MLflow, the registered models it serves (each pod following its alias), Temporal, Airflow.
     mlflow = MlflowServer("mlflow", mlflow_args(plan, foundation, secrets, postgres, store, observability), opts=opts)
     serving = ModelServing("serving", serving_args(plan, foundation, secrets, mlflow, observability), opts=opts) if plan.has("serving") else None
     temporal = TemporalStack("temporal", temporal_args(plan, foundation, postgres, observability), opts=opts)
+    # Pipelines: Airflow on its own database, its example DAG training and registering a model in MLflow.
+    pipelines = AirflowStack("airflow", airflow_args(plan, foundation, secrets, postgres, store, observability), opts=opts) if plan.has("airflow") else None
     # The way in from outside: one Gateway, TLS from cert-manager, single sign-on.
     door = FrontDoor("front-door", front_door_args(plan, foundation, secrets, certificates), opts=opts) if plan.has("front-door") else None
     # Backups, then the alerts and dashboards that watch everything above.
@@ -88,5 +92,5 @@ else:
         PlatformMonitoring("monitoring", monitoring_args(plan, foundation, observability, backups), opts=opts)
     export_outputs(
         plan, foundation=foundation, observability_stack=observability, store=store, postgres=postgres, redis=redis,
-        mlflow=mlflow, serving=serving, temporal=temporal, backups=backups, front_door=door,
+        mlflow=mlflow, serving=serving, temporal=temporal, airflow=pipelines, backups=backups, front_door=door,
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pulumi
 
-from components import backups as backup_jobs
 from components import (
+    airflow,
     cert_manager,
     cnpg_operator,
     front_door,
@@ -25,6 +25,8 @@ from components import (
     temporal_stack,
     vault_server,
 )
+from components import backups as backup_jobs
+from components.airflow.component import AirflowStackArgs, LogsBucket
 from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
@@ -391,6 +393,44 @@ def serving_args(
         else None,
         secrets=secrets,
         metrics_after=_metrics_ready(plan, "serving", observability_stack),
+    )
+
+
+def airflow_args(
+    plan: PlatformPlan,
+    foundation: ClusterFoundation,
+    secrets: SecretStore,
+    postgres: PostgresCluster,
+    store: ObjectStore,
+    observability_stack: ObservabilityStack | None,
+) -> AirflowStackArgs:
+    """Airflow on its database, its logs in its bucket with its own scoped credentials, its tasks logging to MLflow."""
+    config = plan.config
+    names = plan.namespace_names()
+    consumer = plan.consumer(airflow.CONSUMER)
+    settings = config.airflow
+    return AirflowStackArgs(
+        namespace=foundation.namespaces[airflow.NAMESPACE],
+        namespace_name=names[airflow.NAMESPACE],
+        database_secret=postgres.database_secrets[airflow.DATABASE],
+        logs=LogsBucket(
+            bucket=store.bucket_names[consumer.buckets[0]],
+            endpoint=store.endpoint,
+            region=store.region,
+            credentials_secret=store.credentials_secrets[consumer.consumer],
+            client_env={k: v for k, v in store.client_env.items() if k != "AWS_DEFAULT_REGION"},
+        ),
+        mlflow_tracking_uri=f"http://{mlflow_server.SERVICE_NAME}.{names[mlflow_server.NAMESPACE]}.svc.cluster.local:{mlflow_server.PORT}",
+        resources=settings.resources,
+        executor=settings.executor,
+        parallelism=settings.parallelism,
+        dags_git=settings.dags.git,
+        nfs_logs=settings.logs.nfs,
+        node_port=plan.node_port(airflow.NODE_PORT),
+        after=(postgres,),
+        secrets=secrets,
+        metrics_after=_metrics_ready(plan, "airflow", observability_stack),
+        protect=config.protect_state,
     )
 
 

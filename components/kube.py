@@ -335,15 +335,19 @@ SCANNER_SKIPS = {
 """checkov checks every workload we author skips, with the reason."""
 
 
-def scanner_skips(pod_spec: k8s.core.v1.PodSpecArgs) -> dict[str, str]:
-    """`checkov.io/skip<n>` annotations: the checks in SCANNER_SKIPS, plus the ones this pod cannot meet."""
+def scanner_skips(
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    token_use: str = "the job logs in to Vault with its ServiceAccount token (Kubernetes auth), its only use",
+) -> dict[str, str]:
+    """`checkov.io/skip<n>` annotations: the checks in SCANNER_SKIPS, plus the ones this pod cannot meet
+    (`token_use`: why a pod that mounts its ServiceAccount token needs it)."""
     skips = dict(SCANNER_SKIPS)
     uid = pod_spec.security_context.run_as_user if pod_spec.security_context else None
     if isinstance(uid, int) and uid < 10000:
         skips["CKV_K8S_40"] = f"runs as the image's own non-root user {uid}, which owns the image's files"
     containers = [*(pod_spec.init_containers or []), *(pod_spec.containers or [])]
     if pod_spec.automount_service_account_token:
-        skips["CKV_K8S_38"] = "the job logs in to Vault with its ServiceAccount token (Kubernetes auth), its only use"
+        skips["CKV_K8S_38"] = token_use
     if any(getattr(env.value_from, "secret_key_ref", None) for c in containers for env in (c.env or [])):
         skips["CKV_K8S_35"] = "the program reads these credentials from its environment; they come from a Secret"
     return {f"checkov.io/skip{n}": f"{check}={reason}" for n, (check, reason) in enumerate(sorted(skips.items()), start=1)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components import airflow as airflow_module
 from components import backups as backup_jobs
 from components import (
     mlflow_server,
@@ -16,6 +17,7 @@ from components import (
     temporal_stack,
     vault_server,
 )
+from components.airflow.component import AirflowStack
 from components.backups import (
     Backups,
     BackupsArgs,
@@ -122,6 +124,7 @@ def monitoring_args(
             minio_namespace=names[object_store.NAMESPACE] if plan.monitors("objects") else None,
             vault_namespace=names[vault_server.NAMESPACE] if plan.monitors("vault") else None,
             serving_namespace=names[model_serving.NAMESPACE] if plan.monitors("serving") else None,
+            airflow_namespace=names[airflow_module.NAMESPACE] if plan.monitors("airflow") else None,
         ),
     )
 
@@ -148,6 +151,7 @@ def export_outputs(
     serving: ModelServing | None,
     temporal: TemporalStack,
     backups: Backups,
+    airflow: AirflowStack | None = None,
     front_door: FrontDoor | None = None,
 ) -> None:
     """What users need: URLs, endpoints, Secret names, and commands that print generated credentials."""
@@ -184,6 +188,12 @@ def export_outputs(
     pulumi.export("redis_url_secret", redis.secret_name)
     pulumi.export("temporal_address", temporal.frontend_address)
     pulumi.export("temporal_ui_url", temporal.ui_url)
+    if airflow is not None:
+        pulumi.export("airflow_url", airflow.url)
+        pulumi.export(
+            "airflow_admin_password_command",
+            _read_secret_command(plan, namespaces[airflow_module.NAMESPACE], airflow.admin_secret, "jsonpath='{.data.password}' | base64 -d"),
+        )
     pulumi.export("backup_cron_jobs", backups.cron_jobs)
     if plan.config.object_store.engine == "minio":
         every_key = "go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{\"\\n\"}}{{end}}'"

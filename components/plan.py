@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from components import (
+    airflow,
     backups,
     cert_manager,
     cnpg_operator,
@@ -53,6 +54,7 @@ FACTS: Mapping[str, Callable[[StackConfig], ComponentFacts]] = {
     "mlflow": mlflow_server.facts,
     "serving": model_serving.facts,
     "temporal": temporal_stack.facts,
+    "airflow": airflow.facts,
     "front-door": front_door.facts,
     "backups": backups.facts,
 }
@@ -236,6 +238,8 @@ def _stack_components(config: StackConfig) -> tuple[str, ...]:
         # Model serving reads MLflow's registry; with no model listed there is nothing to build.
         *(["serving"] if config.serving.models else []),
         "temporal",
+        # Airflow's example pipeline logs to MLflow; its database is on the PostgresCluster.
+        *(["airflow"] if config.airflow.enabled else []),
         # The way in from outside: every published service exists before its route.
         *(["front-door"] if config.front_door.enabled else []),
         "backups",

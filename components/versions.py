@@ -40,6 +40,9 @@ IMAGES = {
     "temporal-ui": "temporalio/ui:2.52.0",
     # Python 3.11, as CI's interpreter that runs the same release in the real tests (the bare tag is 3.12).
     "airflow": f"apache/airflow:{AIRFLOW_VERSION}-python3.11",
+    # Airflow's StatsD metrics as Prometheus metrics; DAGs from git (`airflow.dags.git`).
+    "statsd-exporter": "prom/statsd-exporter:v0.30.0",
+    "git-sync": "registry.k8s.io/git-sync/git-sync:v4.4.0",
     # Backups: uploads, prunes and mirrors; the drills run Debian's rclone with the same flags.
     "rclone": "rclone/rclone:1.75.0",
     # The Vault chart's server image; the snapshot CronJob runs the same CLI.

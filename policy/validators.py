@@ -29,7 +29,10 @@ DEFAULT_CREDENTIALS = frozenset({
 """Passwords shipped as upstream defaults (Grafana's prom-operator, MLflow's password1234, MinIO's minioadmin, ...)."""
 
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|credential|private[-_]?key|access[-_]?key)", re.IGNORECASE)
-SECRET_ASSIGNMENT = re.compile(r"(password|passwd|secret|token)\s*[:=]\s*['\"]?[^\s'\"{}$]{4,}", re.IGNORECASE)
+# A boolean is no secret: `automountServiceAccountToken: false` in a pod template is a setting, not a token.
+SECRET_ASSIGNMENT = re.compile(
+    r"(password|passwd|secret|token)\s*[:=]\s*['\"]?(?!(?:true|false)\b)[^\s'\"{}$]{4,}", re.IGNORECASE
+)
 WORKLOAD_TYPES = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 
 

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -69,6 +70,7 @@ STORAGE_HOST = "minio.mlops-storage.svc.cluster.local"
 IN_CLUSTER_S3 = f"http://{STORAGE_HOST}:9000"
 MLFLOW_HOST = f"{mlflow_server.SERVICE_NAME}.mlops-mlflow.svc.cluster.local"
 IN_CLUSTER_MLFLOW = f"http://{MLFLOW_HOST}:{mlflow_server.PORT}"
+STATSD_HOST = f"{af.STATSD_SERVICE}.{NAMESPACE}.svc.cluster.local"
 REGION = "us-east-1"
 ADMIN = "admin"
 
@@ -212,9 +214,34 @@ def database():
         yield {**pg, "secret": fields, "local_uri": fields["uri"].replace(POSTGRES_HOST, f"127.0.0.1:{pg['port']}")}
 
 
+class StatsdListener:
+    """The statsd-exporter's UDP port: every line the processes send (the exporter itself cannot run here)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(0.5)
+        self.port = self.socket.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                self.lines += self.socket.recv(65535).decode(errors="replace").splitlines()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.socket.close()
+
+
 @pytest.fixture(scope="module")
-def site(airflow_bin, s3, mlflow, database, tmp_path_factory):
-    """Commands and environments of the Airflow pods, mapped to this machine; the Secrets as the component fills them."""
+def site(airflow_bin, s3, mlflow, database, renderings, tmp_path_factory):
+    """Commands and environments of the Airflow pods, mapped to this machine; the Secrets as the component fills them.
+    The environment is the rendered dev scheduler's (every process has the same, tests/test_airflow.py)."""
     root = tmp_path_factory.mktemp("airflow-pods")
     home, tmp, dags = root / "home", root / "tmp", root / "dags"
     for directory in (home, tmp, dags):
@@ -222,7 +249,9 @@ def site(airflow_bin, s3, mlflow, database, tmp_path_factory):
     # The ConfigMap: the DAG files and nothing else of this repository.
     shutil.copy(af.EXAMPLE_DAG, dags / af.EXAMPLE_DAG.name)
     api_port = free_port()
-    ports = {af.WORKER_LOG_PORT: free_port(), af.TRIGGERER_LOG_PORT: free_port(), af.SCHEDULER_HEALTH_PORT: free_port()}
+    statsd = StatsdListener()
+    ports = {af.WORKER_LOG_PORT: free_port(), af.TRIGGERER_LOG_PORT: free_port(), af.SCHEDULER_HEALTH_PORT: free_port(),
+             af.STATSD_PORT: statsd.port}
     mapping = LocalMapping(
         paths={af.HOME: home, af.DAGS_DIR: dags, af.TMP_DIR: tmp},
         text={
@@ -230,6 +259,7 @@ def site(airflow_bin, s3, mlflow, database, tmp_path_factory):
             IN_CLUSTER_S3: f"http://127.0.0.1:{s3['port']}",
             IN_CLUSTER_MLFLOW: mlflow["url"],
             POSTGRES_HOST: f"127.0.0.1:{database['port']}",
+            STATSD_HOST: "127.0.0.1",
         },
     )
     secret_values = {
@@ -239,11 +269,16 @@ def site(airflow_bin, s3, mlflow, database, tmp_path_factory):
             "api-secret-key": secrets.token_urlsafe(32),
             "jwt-secret": secrets.token_urlsafe(32),
         },
-        af.ADMIN_SECRET: {"username": ADMIN, "password": secrets.token_urlsafe(18)},
+        # A leading `-`: an argument parser that takes it for an option fails the bootstrap's `users create`.
+        af.ADMIN_SECRET: {"username": ADMIN, "password": "-" + secrets.token_urlsafe(18)},
         af.S3_SECRET: {"AWS_ACCESS_KEY_ID": "airflow-logs-user", "AWS_SECRET_ACCESS_KEY": "airflow-logs-secret"},
     }
-    literal = af.process_env(namespace=NAMESPACE, logs_bucket=af.LOGS_BUCKET, s3_endpoint=IN_CLUSTER_S3,
-                             s3_region=REGION, mlflow_tracking_uri=IN_CLUSTER_MLFLOW)
+    scheduler = container(renderings["dev"].find(kind="Deployment", name="airflow-scheduler").manifest(redact=False), "airflow")
+    literal = {item["name"]: item["value"] for item in scheduler["env"] if "value" in item}
+    references = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in scheduler["env"] if "valueFrom" in item}
+    assert {name: (ref["name"], ref["key"]) for name, ref in references.items()} == {
+        name: (ref.secret, ref.key) for name, ref in af.SECRET_ENV.items()
+    }
 
     def env(secret_env) -> dict[str, str]:
         values = {name: mapping.apply(value) for name, value in literal.items()}
@@ -275,9 +310,11 @@ def site(airflow_bin, s3, mlflow, database, tmp_path_factory):
     site = {
         "root": root, "api_port": api_port, "ports": ports, "env": env, "argv": argv, "secrets": secret_values,
         "database": database, "s3": s3["client"], "mlflow": mlflow, "memory": sampler, "processes": {},
+        "statsd": statsd,
     }
     yield site
     sampler.close()
+    statsd.close()
     stop_processes(site)
     report = {
         name: {"idle_rss_mib": round(sampler.idle.get(name, (0, 0))[0]), "idle_pss_mib": round(sampler.idle.get(name, (0, 0))[1]),
@@ -571,7 +608,8 @@ def test_restarting_every_process_loses_no_run_history_and_logs_still_read_from_
 def test_the_admin_bootstrap_is_idempotent_and_the_secret_stays_the_source_of_truth(running):
     site = running
     old = site["secrets"][af.ADMIN_SECRET]["password"]
-    site["secrets"][af.ADMIN_SECRET]["password"] = new = secrets.token_urlsafe(18)
+    # Rotated to a password with a leading `-` and shell/option look-alikes, through `users reset-password`.
+    site["secrets"][af.ADMIN_SECRET]["password"] = new = "--password=" + secrets.token_urlsafe(18) + " -x"
     with timed("admin bootstrap (existing user, rotated password)"):
         again = run(site, af.ADMIN_COMMAND, {**af.SECRET_ENV, **af.ADMIN_ENV})
     assert again.returncode == 0, again.stdout + again.stderr
@@ -579,6 +617,21 @@ def test_the_admin_bootstrap_is_idempotent_and_the_secret_stays_the_source_of_tr
     assert token(site, new) and token(site, old) is None
     with psycopg.connect(site["database"]["local_uri"]) as db:
         assert db.execute("select count(*) from ab_user").fetchone() == (1,)
+
+
+def test_metrics_reach_statsd_under_the_names_the_exporter_maps(dag_run, site):
+    """The rendered metrics settings, on the wire: what the statsd-exporter's mapping (and so the alerts) expects."""
+    import yaml
+
+    from components.airflow.component import STATSD_MAPPINGS
+
+    lines = site["statsd"].lines
+    matches = {m["match"] for m in yaml.safe_load(STATSD_MAPPINGS)["mappings"]}
+    assert any(line.startswith("airflow.scheduler_heartbeat:") and line.endswith("|c") for line in lines), lines[:50]
+    # InfluxDB-style tags after the name: the exporter strips them into labels, then maps the bare name.
+    runs = [line for line in lines if line.startswith(f"airflow.dagrun.duration.success,dag_id={dag_run['dag_id']}")]
+    assert runs and runs[0].endswith("|ms"), [line for line in lines if "dagrun" in line][:20]
+    assert {"airflow.scheduler_heartbeat", "airflow.dagrun.duration.success", "airflow.dagrun.duration.failed"} <= matches
 
 
 def test_fernet_keys_from_random_bytes_are_valid(airflow_bin):

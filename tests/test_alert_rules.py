@@ -28,6 +28,8 @@ needs_amtool = needs_debian(AMTOOL is None, reason="amtool (Debian package prome
 
 DATA, MLFLOW, TEMPORAL, STORAGE = "mlops-data", "mlops-mlflow", "mlops-temporal", "mlops-storage"
 SERVING = "mlops-serving"
+AIRFLOW = "mlops-airflow"
+EXAMPLE_DAG = {"namespace": AIRFLOW, "dag_id": "mlops_example_train"}
 SERVED = {"namespace": SERVING, "model": "example-model", "alias": "champion", "pod": "example-0"}
 
 
@@ -72,9 +74,10 @@ def test_the_alert_set_per_stack(dev, prod):
     assert set(rules_by_alert(rule_groups(dev))) == {
         "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
         "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown", "ObjectStoreDown",
-        "ModelServingErrors", "ModelServingNotReady",
+        "ModelServingErrors", "ModelServingNotReady", "AirflowSchedulerNotHeartbeating", "AirflowDagRunFailed",
     }
     assert set(rules_by_alert(rule_groups(prod))) == {
+        "AirflowSchedulerNotHeartbeating", "AirflowDagRunFailed",
         "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
         "PostgresWalArchivingFailing", "PostgresBaseBackupFailed", "PostgresBaseBackupStale",
         "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown", "VaultSealed", "VaultDown",
@@ -164,6 +167,23 @@ DEV_CASES = [
      [("8m", None), ("15m", {"namespace": SERVING, "deployment": "example"})]),
     ("every serving pod ready", "ModelServingNotReady", "1m",
      [series("kube_deployment_status_replicas_unavailable", {"namespace": SERVING, "deployment": "example"}, "0x30")], [("20m", None)]),
+    # The heartbeat counter (statsd-exporter) climbs while the scheduler runs, then stands still.
+    ("the scheduler stops heartbeating", "AirflowSchedulerNotHeartbeating", "1m",
+     [series("airflow_scheduler_heartbeat_total", {"namespace": AIRFLOW, "pod": "airflow-statsd-0"}, "0+12x5 60x30")],
+     [("8m", None), ("20m", {"namespace": AIRFLOW})]),
+    ("the scheduler heartbeats", "AirflowSchedulerNotHeartbeating", "1m",
+     [series("airflow_scheduler_heartbeat_total", {"namespace": AIRFLOW, "pod": "airflow-statsd-0"}, "0+12x40")], [("30m", None)]),
+    ("no heartbeat series at all (exporter restarted, scheduler gone)", "AirflowSchedulerNotHeartbeating", "1m",
+     [series("up", {"namespace": "elsewhere"}, "1x20")], [("4m", None), ("8m", {"namespace": AIRFLOW})]),
+    # A DAG's first failure creates its series (count 1): increase() alone would never see it.
+    ("a DAG fails for the first time", "AirflowDagRunFailed", "1m",
+     [series("airflow_dagrun_failed_duration_seconds_count", {**EXAMPLE_DAG, "pod": "airflow-statsd-0"}, "_x5 1x30")],
+     [("3m", None), ("7m", EXAMPLE_DAG)]),
+    ("a DAG fails again, long after its first failure", "AirflowDagRunFailed", "1m",
+     [series("airflow_dagrun_failed_duration_seconds_count", {**EXAMPLE_DAG, "pod": "airflow-statsd-0"}, "1x20 2x20")],
+     [("18m", None), ("25m", EXAMPLE_DAG)]),
+    ("old failures only", "AirflowDagRunFailed", "1m",
+     [series("airflow_dagrun_failed_duration_seconds_count", {**EXAMPLE_DAG, "pod": "airflow-statsd-0"}, "3x40")], [("30m", None)]),
 ]
 PODS = {"namespace": DATA, "pod": "postgres-1"}
 BASE_STALE_MINUTES = (86400 + 3 * 3600) // 60
@@ -386,6 +406,11 @@ SERVED_METRICS = {
     "model_serving_requests_total": "the serving app (components/model_serving/app.py), real scrape",
     "model_serving_request_duration_seconds_bucket": "the serving app, real scrape",
     "model_version_info": "the serving app, real scrape",
+    # Airflow 3.3.2 sends scheduler_heartbeat (jobs/scheduler_job_runner.py) and dagrun.duration.<state> with a dag_id
+    # tag (models/dagrun.py) over StatsD; the exporter's mapping (components/airflow/component.py) names them.
+    "airflow_scheduler_heartbeat_total": "Airflow StatsD scheduler_heartbeat, statsd-exporter mapping",
+    "airflow_dagrun_failed_duration_seconds_count": "Airflow StatsD dagrun.duration.failed, statsd-exporter summary",
+    "airflow_dagrun_success_duration_seconds_count": "Airflow StatsD dagrun.duration.success, statsd-exporter summary",
 }
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 

@@ -40,7 +40,7 @@ def test_dev_stack_file_is_the_seed_platform():
     assert config.node_ports == {
         "minioApi": 30900, "minioConsole": 30901, "mlflow": 30500,
         "postgres": 30543, "redis": 30679, "temporalGrpc": 30700, "temporalUi": 30233,
-        "prometheus": 30090, "grafana": 30030, "loki": 30100, "serving": 30800,
+        "prometheus": 30090, "grafana": 30030, "loki": 30100, "serving": 30800, "airflow": 30808,
     }
     assert config.observability.enabled is True
     assert config.protect_state is False
@@ -85,7 +85,7 @@ def test_pulumi_yaml_declares_every_scalar_setting_with_the_code_default():
             "mlops-platform:mlflow.replicas = 2: the sqlite engine runs exactly 1 replica",
         ),
         ({"mlflow": {"replica": 1}}, 'mlops-platform:mlflow.replica = 1: unknown key (a typo?); allowed keys: artifactBucket, auth, engine, migrateFrom, replicas'),
-        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: alertmanagerReceiverUrl, backups, cloudflareApiToken, frontDoor, kubeContext, mlflow"),
+        ({"mlfow": {}}, "mlops-platform:mlfow = {}: unknown key (a typo?); allowed keys: airflow, alertmanagerReceiverUrl, backups, cloudflareApiToken, frontDoor, kubeContext"),
         ({"objectStore": {"engine": "s3"}}, "mlops-platform:objectStore.bucketPrefix = null: required with engine s3"),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "region": "Frankfurt"}}, 'mlops-platform:objectStore.region = "Frankfurt": expected an AWS region'),
         ({"objectStore": {"engine": "s3", "bucketPrefix": "acme", "kmsKeyArn": "my-key"}}, 'mlops-platform:objectStore.kmsKeyArn = "my-key": expected a KMS key or alias ARN'),

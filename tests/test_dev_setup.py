@@ -26,7 +26,7 @@ def test_every_dev_node_port_is_published_on_the_same_localhost_port(dev):
     # Prometheus and Grafana get theirs through the kube-prometheus-stack values.
     metrics = dev.find(type="kubernetes:helm.sh/v3:Release", name="observability-metrics").inputs["values"]
     node_ports += [int(metrics[part]["service"]["nodePort"]) for part in ("prometheus", "grafana")]
-    assert sorted(node_ports) == [30030, 30090, 30100, 30233, 30500, 30543, 30679, 30700, 30800, 30900, 30901]
+    assert sorted(node_ports) == [30030, 30090, 30100, 30233, 30500, 30543, 30679, 30700, 30800, 30808, 30900, 30901]
     for port in node_ports:
         assert mappings[port]["hostPort"] == port
         assert mappings[port]["listenAddress"] == "127.0.0.1"
@@ -34,8 +34,8 @@ def test_every_dev_node_port_is_published_on_the_same_localhost_port(dev):
 
 def test_the_seed_port_map_is_published_in_full():
     published = {m["hostPort"] for m in kind_node()["extraPortMappings"]}
-    # The seed port map, and model serving's first model on 30800.
-    assert published == {30900, 30901, 30500, 30543, 30679, 30700, 30233, 30090, 30030, 30100, 30800}
+    # The seed port map, model serving's first model on 30800 and Airflow's api-server on 30808.
+    assert published == {30900, 30901, 30500, 30543, 30679, 30700, 30233, 30090, 30030, 30100, 30800, 30808}
 
 
 def test_local_path_volumes_live_on_the_host_so_deleting_the_cluster_keeps_them():

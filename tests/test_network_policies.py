@@ -44,21 +44,22 @@ def test_every_platform_namespace_denies_ingress_by_default(rendering):
 
 def test_prod_mlflow_reaches_postgres_and_so_does_temporal(prod):
     postgres = policies(prod)["mlops-data"]["allow-postgres-clients"]
-    assert sources(postgres) == {"mlops-mlflow", "mlops-temporal", "clients"}
+    assert sources(postgres) == {"mlops-mlflow", "mlops-temporal", "mlops-airflow", "clients"}
     assert ports(postgres) == {5432}
     assert postgres["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "postgres"}}
 
 
 def test_dev_postgres_clients_are_labelled_namespaces_and_the_node_port(dev):
     data = policies(dev)["mlops-data"]
-    assert sources(data["allow-postgres-clients"]) == {"clients"}
+    # Airflow keeps its run history in its database there.
+    assert sources(data["allow-postgres-clients"]) == {"mlops-airflow", "clients"}
     assert sources(data["allow-node-port-30543"]) == {"anywhere"} and ports(data["allow-node-port-30543"]) == {5432}
 
 
 def test_the_object_store_admits_its_consumers_only_on_the_s3_port(dev):
     s3 = policies(dev)["mlops-storage"]["allow-s3-clients"]
     # MLflow's artifacts and SQLite backup, the dumps and mirror in data, Prometheus' scrape.
-    assert sources(s3) == {"mlops-mlflow", "mlops-data", "mlops-observability", "clients"}
+    assert sources(s3) == {"mlops-mlflow", "mlops-airflow", "mlops-data", "mlops-observability", "clients"}
     assert ports(s3) == {9000}
 
 
@@ -101,8 +102,8 @@ def test_each_dev_node_port_is_admitted_on_its_target_port_only(dev):
     node_port_policies = {
         name: spec for by_name in policies(dev).values() for name, spec in by_name.items() if name.startswith("allow-node-port")
     }
-    # The seed port map and model serving's 30800.
-    assert len(node_port_policies) == 11
+    # The seed port map, model serving's 30800 and Airflow's 30808.
+    assert len(node_port_policies) == 12
     assert all(len(ports(spec)) == 1 and sources(spec) == {"anywhere"} for spec in node_port_policies.values())
 
 
@@ -133,7 +134,7 @@ def test_without_observability_there_is_no_scrape_flow_nor_its_node_ports():
     assert not [p for p in rendering.find_all(kind="NetworkPolicy") if p.metadata["name"] == "allow-prometheus-scrape"]
     # The nodePorts block still names them, but nothing serves them: no URL to hand out.
     assert set(rendering.outputs["local_urls"]) == {
-        "minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi", "serving",
+        "minioApi", "minioConsole", "mlflow", "postgres", "redis", "temporalGrpc", "temporalUi", "serving", "airflow",
     }
 
 
@@ -183,7 +184,7 @@ EXPECTED_SOURCES = {
         ("mlops-cnpg", "allow-cnpg-webhook"): {"anywhere"},
         ("mlops-data", "allow-node-port-30543"): {"anywhere"},
         ("mlops-data", "allow-node-port-30679"): {"anywhere"},
-        ("mlops-data", "allow-postgres-clients"): {"clients"},
+        ("mlops-data", "allow-postgres-clients"): {"clients", "mlops-airflow"},
         ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
         ("mlops-data", "allow-redis-clients"): {"clients"},
         ("mlops-mlflow", "allow-mlflow-clients"): {"clients"},
@@ -196,19 +197,26 @@ EXPECTED_SOURCES = {
         ("mlops-observability", "allow-operator-webhook"): {"anywhere"},
         ("mlops-storage", "allow-node-port-30900"): {"anywhere"},
         ("mlops-storage", "allow-node-port-30901"): {"anywhere"},
-        ("mlops-storage", "allow-s3-clients"): {"clients", "mlops-data", "mlops-mlflow", "mlops-observability"},
+        ("mlops-storage", "allow-s3-clients"): {"clients", "mlops-airflow", "mlops-data", "mlops-mlflow", "mlops-observability"},
         ("mlops-temporal", "allow-node-port-30233"): {"anywhere"},
         ("mlops-temporal", "allow-node-port-30700"): {"anywhere"},
         ("mlops-temporal", "allow-temporal-clients"): {"clients"},
         ("mlops-serving", "allow-serving-clients"): {"clients"},
         ("mlops-serving", "allow-node-port-30800"): {"anywhere"},
+        # Airflow: its UI and API for clients, and the example DAG's run and model into MLflow.
+        ("mlops-airflow", "allow-airflow-clients"): {"clients"},
+        ("mlops-airflow", "allow-node-port-30808"): {"anywhere"},
+        ("mlops-mlflow", "allow-mlflow-airflow"): {"mlops-airflow"},
         **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
-           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal", "mlops-serving")},
+           ("mlops-cnpg", "mlops-data", "mlops-mlflow", "mlops-node-metrics", "mlops-storage", "mlops-temporal", "mlops-serving",
+            "mlops-airflow")},
     },
     "prod": {
         ("mlops-cert-manager", "allow-cert-manager-webhook"): {"anywhere"},
         ("mlops-cnpg", "allow-cnpg-webhook"): {"anywhere"},
-        ("mlops-data", "allow-postgres-clients"): {"clients", "mlops-mlflow", "mlops-temporal"},
+        ("mlops-data", "allow-postgres-clients"): {"clients", "mlops-mlflow", "mlops-temporal", "mlops-airflow"},
+        ("mlops-airflow", "allow-airflow-clients"): {"clients"},
+        ("mlops-mlflow", "allow-mlflow-airflow"): {"mlops-airflow"},
         ("mlops-data", "allow-postgres-operator"): {"mlops-cnpg"},
         ("mlops-data", "allow-redis-clients"): {"clients"},
         ("mlops-external-secrets", "allow-external-secrets-webhook"): {"anywhere"},
@@ -223,7 +231,7 @@ EXPECTED_SOURCES = {
         ("mlops-vault", "allow-vault-readers"): {"mlops-external-secrets"},
         **{(ns, "allow-prometheus-scrape"): SCRAPE for ns in
            ("mlops-cert-manager", "mlops-cnpg", "mlops-data", "mlops-external-secrets", "mlops-gateway", "mlops-mlflow",
-            "mlops-node-metrics", "mlops-temporal", "mlops-vault")},
+            "mlops-node-metrics", "mlops-temporal", "mlops-vault", "mlops-airflow")},
     },
 }
 # "anywhere" only where the caller cannot be a pod a namespace selector could name, with the reason.

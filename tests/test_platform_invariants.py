@@ -14,8 +14,8 @@ DEFAULT_CREDENTIALS = ("minioadmin", "password1234", "prom-operator", "admin:adm
 
 def test_prod_protects_and_retains_every_stateful_resource(prod):
     stateful = [r for r in prod.resources if r.kind in STATEFUL_KINDS]
-    # The Redis claim, the StorageClass, the CNPG Cluster and its 7 databases (buckets: test_object_store_s3).
-    assert len(stateful) == 10
+    # The Redis claim, the StorageClass, the CNPG Cluster and its 8 databases (buckets: test_object_store_s3).
+    assert len(stateful) == 11
     for resource in stateful:
         assert resource.protect, resource.name
         assert resource.retain_on_delete, resource.name
@@ -27,14 +27,21 @@ def test_dev_stays_destroyable(dev):
 
 def generated_secrets(rendering) -> list[str]:
     """Values of every generated password and cloud access key in the stack (the mocks make them deterministic)."""
-    from tools.render import mock_password
+    import base64
+
+    from tools.render import mock_bytes, mock_password
 
     passwords = [
         mock_password(r.name, int(r.inputs["length"]), bool(r.inputs.get("special", True)))
         for r in rendering.find_all(type="random:index/randomPassword:RandomPassword")
     ]
     access_keys = [mock_password(r.name, 40, special=True) for r in rendering.find_all(type="aws:iam/accessKey:AccessKey")]
-    return passwords + access_keys
+    # Random bytes as the program stores them: URL-safe base64 (Airflow's Fernet key).
+    keys = [
+        base64.urlsafe_b64encode(mock_bytes(r.name, int(r.inputs["length"]))).decode()
+        for r in rendering.find_all(type="random:index/randomBytes:RandomBytes")
+    ]
+    return passwords + access_keys + keys
 
 
 def test_generated_secrets_appear_only_inside_secret_objects(rendering):
@@ -90,8 +97,10 @@ def test_images_are_pinned_release_tags(rendering):
 def test_every_pod_is_hardened_for_the_restricted_profile(rendering):
     for resource, manifest in workloads(rendering):
         spec = pod_spec(manifest)
-        # The one exception logs in to Vault with its ServiceAccount token (Kubernetes auth).
-        assert spec["automountServiceAccountToken"] is (spec.get("serviceAccountName") == "vault-snapshot"), resource.name
+        # The exceptions: the Vault snapshot job logs in to Vault with its ServiceAccount token (Kubernetes auth), and
+        # the KubernetesExecutor's scheduler starts and deletes task pods in its namespace.
+        uses_token = spec.get("serviceAccountName") in ("vault-snapshot", "airflow-scheduler")
+        assert spec["automountServiceAccountToken"] is uses_token, resource.name
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in containers(manifest):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from components import (
+    airflow,
     mlflow_server,
     model_serving,
     object_store,
@@ -30,6 +31,7 @@ from tools.render import ROOT
 SEED_PORTS = {
     "minioApi": 30900, "minioConsole": 30901, "mlflow": 30500, "postgres": 30543, "redis": 30679,
     "temporalGrpc": 30700, "temporalUi": 30233, "prometheus": 30090, "grafana": 30030, "loki": 30100, "serving": 30800,
+    "airflow": 30808,
 }
 
 
@@ -70,14 +72,14 @@ def consumers(planned: PlatformPlan) -> dict[str, tuple[str, tuple[str, ...]]]:
 def test_components_come_in_dependency_order(dev, prod):
     assert dev.components == (
         "cluster", "network", "observability", "objects", "cnpg", "postgres", "redis", "mlflow", "serving", "temporal",
-        "backups", "monitoring",
+        "airflow", "backups", "monitoring",
     )
     # prod serves no model yet (Pulumi.prod.yaml says why), so it has no serving component.
     # prod: Vault and its secret sync first; Loki keeps its chunks in S3, so observability follows the store; the
     # front door after every service it publishes.
     assert prod.components == (
         "cluster", "cert-manager", "vault", "network", "secrets", "objects", "observability", "cnpg", "cnpg-backup", "postgres", "redis",
-        "mlflow", "temporal", "front-door", "backups", "monitoring",
+        "mlflow", "temporal", "airflow", "front-door", "backups", "monitoring",
     )
     assert dev.observability_first and not prod.observability_first
 
@@ -108,7 +110,7 @@ def test_installing_vault_builds_vault_alone_in_closed_namespaces():
 def test_namespaces_are_prefixed_and_restricted_unless_a_component_says_why_not(dev, prod):
     assert dev.namespace_names() == {
         role: f"mlops-{role}"
-        for role in ("storage", "mlflow", "data", "temporal", "cnpg", "observability", "node-metrics", "serving")
+        for role in ("storage", "mlflow", "data", "temporal", "cnpg", "observability", "node-metrics", "serving", "airflow")
     }
     assert "serving" not in prod.namespaces
     levels = {role: ns.pod_security.level for p in (dev, prod) for role, ns in p.namespaces.items()}
@@ -135,6 +137,8 @@ def test_components_that_disagree_on_a_namespace_level_are_a_plan_error(monkeypa
 def test_each_consumer_gets_only_the_buckets_it_needs(dev, prod):
     assert consumers(dev) == {
         "mlflow": ("mlflow", ("mlflow-artifacts",)),
+        # Airflow's task logs: its own bucket and nothing else.
+        "airflow": ("airflow", ("airflow-logs",)),
         "postgres-backup": ("data", ("backups",)),
         # SQLite is copied by a job that mounts MLflow's claim, so it runs beside MLflow.
         "mlflow-backup": ("mlflow", ("backups",)),
@@ -144,6 +148,7 @@ def test_each_consumer_gets_only_the_buckets_it_needs(dev, prod):
     assert consumers(prod) == {
         "loki": ("observability", ("logs",)),
         "mlflow": ("mlflow", ("mlflow-artifacts",)),
+        "airflow": ("airflow", ("airflow-logs",)),
         "postgres-backup": ("data", ("backups",)),
         "vault-backup": ("vault", ("backups",)),
     }
@@ -176,14 +181,19 @@ def test_prod_databases_keep_the_configured_ones_first_and_know_their_consumers(
     assert [(d.name, d.consumers) for d in prod.databases] == [
         ("platform", ()), ("users", ()), ("labeler", ()),
         ("temporal", ("temporal",)), ("temporal_visibility", ("temporal",)),
-        ("mlflow", ("mlflow",)), ("mlflow_auth", ("mlflow",)),
+        ("mlflow", ("mlflow",)), ("mlflow_auth", ("mlflow",)), ("airflow", ("airflow",)),
     ]
-    assert flow(prod, "postgres-clients", "data").sources == ("mlflow", "temporal", CLIENTS)
+    assert flow(prod, "postgres-clients", "data").sources == ("mlflow", "temporal", "airflow", CLIENTS)
 
 
-def test_dev_databases_are_the_configured_ones_only(dev):
-    assert [(d.name, d.consumers) for d in dev.databases] == [("platform", ()), ("users", ()), ("labeler", ())]
-    assert flow(dev, "postgres-clients", "data").sources == (CLIENTS,)
+def test_dev_databases_are_the_configured_ones_and_airflows(dev):
+    assert [(d.name, d.consumers) for d in dev.databases] == [
+        ("platform", ()), ("users", ()), ("labeler", ()), ("airflow", ("airflow",)),
+    ]
+    assert flow(dev, "postgres-clients", "data").sources == ("airflow", CLIENTS)
+    without = stack_plan("dev", airflow={"enabled": False})
+    assert [d.name for d in without.databases] == ["platform", "users", "labeler"]
+    assert "airflow" not in without.namespaces and not without.has("airflow") and "airflow" not in without.node_ports
 
 
 def test_what_is_backed_up(dev, prod):
@@ -191,14 +201,14 @@ def test_what_is_backed_up(dev, prod):
     # S3 versioning undoes deletes (no mirror); Vault's raft snapshots; continuous archiving is its own component.
     assert list(prod.backups) == ["postgres-logical", "vault-snapshot"]
     assert prod.has("cnpg-backup") and not dev.has("cnpg-backup")
-    r2 = stack_plan("prod", objectStore={"engine": "r2", "accountId": "0" * 32, "bucketPrefix": "acme", "buckets": ["backups", "mlflow-artifacts", "logs"]},
+    r2 = stack_plan("prod", objectStore={"engine": "r2", "accountId": "0" * 32, "bucketPrefix": "acme", "buckets": ["backups", "mlflow-artifacts", "logs", "airflow-logs"]},
                     vault={"autoUnseal": False}, r2AccessKeyId="i", r2SecretAccessKey="k", cloudflareApiToken="t")
     assert "objects-mirror" in r2.backups
 
 
 def test_what_is_monitored(dev, prod):
-    assert dev.monitored == ("objects", "postgres", "mlflow", "serving", "temporal")
-    assert prod.monitored == ("vault", "postgres", "mlflow", "temporal")
+    assert dev.monitored == ("objects", "postgres", "mlflow", "serving", "temporal", "airflow")
+    assert prod.monitored == ("vault", "postgres", "mlflow", "temporal", "airflow")
 
 
 # --- Flows and NodePorts -----------------------------------------------------------------------------------------
@@ -214,7 +224,7 @@ def test_the_dev_plan_exposes_exactly_the_seed_port_map(dev):
         "temporalGrpc": ("temporal", temporal_stack.GRPC_PORT), "temporalUi": ("temporal", temporal_stack.UI_PORT),
         "prometheus": ("observability", observability.PROMETHEUS_PORT),
         "grafana": ("observability", observability.GRAFANA_PORT), "loki": ("observability", observability.LOKI_PORT),
-        "serving": ("serving", model_serving.PORT),
+        "serving": ("serving", model_serving.PORT), "airflow": ("airflow", airflow.API_PORT),
     }
     node_port_flows = {f.name: (f.namespace, f.ports, f.sources) for f in dev.flows if f.name.startswith("node-port-")}
     assert node_port_flows == {
@@ -228,6 +238,16 @@ def test_only_model_serving_limits_its_egress_to_mlflow(dev, prod):
     assert prod.egress == ()
     assert flow(dev, "mlflow-model-serving", "mlflow").sources == ("serving",)
     assert flow(dev, "serving-clients", "serving").ports == (model_serving.PORT,)
+
+
+def test_airflow_reaches_mlflow_and_its_clients_reach_the_api_server(dev, prod):
+    for planned in (dev, prod):
+        # The example DAG logs its run and registers its model in MLflow.
+        assert flow(planned, "mlflow-airflow", "mlflow").sources == ("airflow",)
+        assert flow(planned, "mlflow-airflow", "mlflow").ports == (mlflow_server.PORT,)
+        assert flow(planned, "airflow-clients", "airflow").ports == (airflow.API_PORT,)
+        assert "airflow" in flow(planned, "postgres-clients", "data").sources
+    assert dev.node_port("airflow") == 30808 and prod.node_port("airflow") is None
 
 
 def test_prod_exposes_no_node_port(prod):
@@ -248,9 +268,9 @@ def test_the_temporal_chart_engine_has_no_node_ports_and_so_no_flows_from_anywhe
 
 
 def test_the_s3_api_admits_the_namespaces_of_its_consumers_and_prometheus(dev):
-    assert flow(dev, "s3-clients", "storage").sources == ("mlflow", "data", "observability", CLIENTS)
+    assert flow(dev, "s3-clients", "storage").sources == ("mlflow", "airflow", "data", "observability", CLIENTS)
     with_vault = stack_plan("dev", secrets={"store": "vault"}, vault={"phase": "configure"})
-    assert flow(with_vault, "s3-clients", "storage").sources == ("mlflow", "data", "vault", "observability", CLIENTS)
+    assert flow(with_vault, "s3-clients", "storage").sources == ("mlflow", "airflow", "data", "vault", "observability", CLIENTS)
 
 
 def test_every_flow_connects_namespaces_that_exist(dev, prod):

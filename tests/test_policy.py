@@ -54,6 +54,9 @@ def test_secrets_may_not_sit_in_config_maps_env_literals_or_helm_values():
     assert validators.no_plaintext_secrets(config_map, {"data": {"app.ini": "password = hunter22"}})
     assert validators.no_plaintext_secrets(config_map, {"data": {"db-password": "hunter22"}})
     assert not validators.no_plaintext_secrets(config_map, {"data": {"dashboard.json": '{"title": "Backups"}'}})
+    # A pod template (Airflow's KubernetesExecutor) turning the token off holds no secret; a token value still is one.
+    assert not validators.no_plaintext_secrets(config_map, {"data": {"pod.yaml": "automountServiceAccountToken: false"}})
+    assert validators.no_plaintext_secrets(config_map, {"data": {"pod.yaml": "token: falsehood-42"}})
     literal = deployment("a/b:1.0", [{"name": "POSTGRES_PASSWORD", "value": "hunter22"}])
     assert validators.no_plaintext_secrets(DEPLOYMENT, literal)
     from_secret = deployment("a/b:1.0", [{"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])

@@ -21,7 +21,9 @@ from tools.render import Rendering, render_stack, unwrap_secrets
 CORE = ("PostgreSQL", "Redis", "MinIO", "MLflow", "Temporal")
 """The platform's core services; dev's requests of these must stay within DEV_CORE_BUDGET."""
 DEV_CORE_BUDGET = 1.0 * 2**30
-DEV_TOTAL_BUDGET = 2.5 * 2**30
+# 2.5 GiB until Airflow (issue 15): its four processes request their measured idle PSS, 0.95 GiB together, so the
+# goal for all of dev (core, observability, serving and Airflow) is 3.5 GiB.
+DEV_TOTAL_BUDGET = 3.5 * 2**30
 GiB = 2**30
 
 
@@ -48,7 +50,7 @@ class Workload:
         return self.replicas * quantity_value(amounts[resource]) if resource in amounts else 0.0
 
 
-COMPONENT_OF_APP = {"minio": "MinIO", "mlflow": "MLflow", "redis": "Redis", "temporal": "Temporal", "backups": "Backups"}
+COMPONENT_OF_APP = {"airflow": "Airflow", "minio": "MinIO", "mlflow": "MLflow", "redis": "Redis", "temporal": "Temporal", "backups": "Backups"}
 CLAIM_PURPOSE = {
     "minio-data": "every bucket's objects (dev object store)",
     "mlflow-data": "MLflow's SQLite database",
@@ -231,6 +233,7 @@ def report(stack: str, rendering: Rendering, nodes: int = 1) -> tuple[str, dict[
         "memory_limits": sum(i.total("limits", "memory") for i in items),
         "core_memory_requests": sum(i.total("requests", "memory") for i in items if i.component in CORE),
         "observability_memory_requests": sum(i.total("requests", "memory") for i in items if i.component == "Observability"),
+        "airflow_memory_requests": sum(i.total("requests", "memory") for i in items if i.component == "Airflow"),
     }
     lines += [
         "",
@@ -238,6 +241,8 @@ def report(stack: str, rendering: Rendering, nodes: int = 1) -> tuple[str, dict[
         f"memory limits {_fmt_memory(totals['memory_limits'])}",
         f"core ({', '.join(CORE)}) memory requests: {_fmt_memory(totals['core_memory_requests'])}",
         f"observability memory requests: {_fmt_memory(totals['observability_memory_requests'])}",
+        # KubernetesExecutor task pods come and go with the tasks: not in this steady-state sum.
+        f"airflow memory requests: {_fmt_memory(totals['airflow_memory_requests'])}",
     ]
     if unset(rendering):
         lines.append(f"not counted (chart defaults, not set by us): {', '.join(unset(rendering))}")
@@ -245,14 +250,14 @@ def report(stack: str, rendering: Rendering, nodes: int = 1) -> tuple[str, dict[
 
 
 def budget_problems(stack: str, totals: Mapping[str, float]) -> list[str]:
-    """Dev must fit a laptop: core services within 1.0 GiB of requests, everything within 2.5 GiB."""
+    """Dev must fit a laptop: core services within 1.0 GiB of requests, everything within 3.5 GiB."""
     if stack != "dev":
         return []
     problems = []
     if totals["core_memory_requests"] > DEV_CORE_BUDGET:
         problems.append(f"dev core memory requests {_fmt_memory(totals['core_memory_requests'])} exceed 1.0 GiB")
     if totals["memory_requests"] > DEV_TOTAL_BUDGET:
-        problems.append(f"dev memory requests {_fmt_memory(totals['memory_requests'])} exceed 2.5 GiB")
+        problems.append(f"dev memory requests {_fmt_memory(totals['memory_requests'])} exceed 3.5 GiB")
     return problems
 
 

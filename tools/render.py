@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import runpy
@@ -141,12 +142,20 @@ def mock_password(name: str, length: int, special: bool) -> str:
     return core + ("@:/%#?" if special else digest.hex()[:6])
 
 
+def mock_bytes(name: str, length: int) -> bytes:
+    """A deterministic stand-in for pulumi_random's RandomBytes (a Fernet key, say)."""
+    return (hashlib.sha256(name.encode()).digest() * (length // 32 + 1))[:length]
+
+
 def _mock_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     state = dict(inputs)
     if type_ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
         special = bool(inputs.get("special", True))
         value = mock_password(name, int(inputs.get("length", 16)), special)
         state["result"] = value.lower() if inputs.get("upper") is False else value
+    elif type_ == "random:index/randomBytes:RandomBytes":
+        raw = mock_bytes(name, int(inputs.get("length", 32)))
+        state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
     elif type_ == "aws:s3/bucket:Bucket":
         state["arn"] = f"arn:aws:s3:::{inputs['bucket']}"
     elif type_ == "aws:kms/key:Key":

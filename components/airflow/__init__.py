@@ -1,7 +1,8 @@
 """How the Airflow pods run: the four Airflow 3 processes, the migration and the admin bootstrap, each process's
 environment (literal values here, secrets only as Secret keys), ports, probes and the example DAG. The AirflowStack
-component renders these; tests/test_airflow_real.py runs exactly the same commands and environment on 127.0.0.1
-against real PostgreSQL, moto and MLflow. No Pulumi here: this module is plain data.
+component (component.py) renders these, adding what only a pod needs (HOME, the hostname callable, the StatsD and
+executor settings); tests/test_airflow_real.py runs the same commands with the rendered dev environment on 127.0.0.1
+against real PostgreSQL, moto and MLflow. No Pulumi resources here: this module is plain data and `facts`.
 
 Facts checked against Airflow 3.3.2 itself (tests/test_airflow_real.py):
 - every process writes `airflow.cfg` into AIRFLOW_HOME on start when none exists, so HOME must be writable (emptyDir);
@@ -17,11 +18,11 @@ PSS of each process tree, which is what a pod's cgroup is charged, not the RSS s
 api-server ~250 MiB idle / ~310 peak; scheduler ~225 idle / ~355 while the example task runs (the task and its
 virtualenv's Python are the scheduler's children); dag-processor ~195 / ~230; triggerer ~225.
 
-Left for the component: the image's entrypoint (dumb-init) is bypassed, so PID 1 is Airflow itself (it handles
-SIGTERM; wrap in `/usr/bin/dumb-init --` if zombies show); the api-server reaches a running task's log on the
-scheduler's WORKER_LOG_PORT by the hostname the task recorded, which a pod's name is not resolvable as (set
-`[core] hostname_callable` to the pod IP, or accept logs only once uploaded); the image brings the provider releases
-of its own build, not necessarily versions.AIRFLOW_PROVIDERS.
+In the component: the image's entrypoint (dumb-init) is bypassed, so PID 1 is Airflow itself (it handles SIGTERM;
+wrap in `/usr/bin/dumb-init --` if zombies show); the api-server reaches a running task's log on the scheduler's
+WORKER_LOG_PORT by the hostname the task recorded, which a pod's name is not resolvable as, so the component sets
+`[core] hostname_callable` to the pod's IP; the image brings the provider releases of its own build, not necessarily
+versions.AIRFLOW_PROVIDERS.
 """
 
 from __future__ import annotations
@@ -31,13 +32,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from components import mlflow_server
+from components.config import AIRFLOW_DATABASES, AIRFLOW_LOGS_BUCKET, StackConfig
+from components.facts import (
+    CLIENTS,
+    BucketUse,
+    ComponentFacts,
+    DatabaseUse,
+    Flow,
+    Metrics,
+    NamespaceFact,
+    NodePortTarget,
+)
+
 NAMESPACE = "airflow"
 """Namespace role of every Airflow pod."""
 CONSUMER = "airflow"
 """Airflow's object-store consumer: its credentials Secret is `airflow-s3-credentials`, scoped to LOGS_BUCKET."""
-DATABASE = "airflow"
+(DATABASE,) = AIRFLOW_DATABASES
 """Database (and owner role) on the PostgresCluster."""
-LOGS_BUCKET = "airflow-logs"
+LOGS_BUCKET = AIRFLOW_LOGS_BUCKET
 """Logical bucket of the remote task logs."""
 SERVICE_NAME = "airflow-api-server"
 """Service of the api-server: the UI, the public REST API and the execution API the task processes call."""
@@ -50,6 +64,14 @@ WORKER_LOG_PORT = 8793
 """Scheduler (LocalExecutor): serves the logs of tasks still running to the api-server."""
 TRIGGERER_LOG_PORT = 8794
 """Triggerer: serves the logs of deferred tasks still running."""
+STATSD_PORT = 9125
+"""statsd-exporter: where every process sends its StatsD metrics (UDP)."""
+STATSD_METRICS_PORT = 9102
+"""statsd-exporter: the Prometheus metrics it makes of them."""
+STATSD_SERVICE = "airflow-statsd"
+"""Service of the statsd-exporter."""
+NODE_PORT = "airflow"
+"""The `nodePorts` key of the api-server's Service (dev: 30808)."""
 
 HOME = "/opt/airflow"
 """AIRFLOW_HOME: an emptyDir (Airflow writes airflow.cfg and local logs there; the root filesystem is read-only)."""
@@ -123,8 +145,10 @@ ADMIN_COMMAND: tuple[str, ...] = (
     "sh", "-c",
     # Reset first, so the Secret stays the source of truth (a rotated password takes effect); create only when the
     # user does not exist yet (reset-password then fails). `users create` alone would keep an old password.
-    'airflow users reset-password --username "$AIRFLOW_ADMIN_USERNAME" --password "$AIRFLOW_ADMIN_PASSWORD"'
-    ' || airflow users create --role Admin --username "$AIRFLOW_ADMIN_USERNAME" --password "$AIRFLOW_ADMIN_PASSWORD"'
+    # `--password=VALUE`, never `--password VALUE`: argparse takes a separate value starting with `-` for an option
+    # ("argument -p/--password: expected one argument"), and a generated password may start with one.
+    'airflow users reset-password --username="$AIRFLOW_ADMIN_USERNAME" --password="$AIRFLOW_ADMIN_PASSWORD"'
+    ' || airflow users create --role Admin --username="$AIRFLOW_ADMIN_USERNAME" --password="$AIRFLOW_ADMIN_PASSWORD"'
     ' --email "$AIRFLOW_ADMIN_USERNAME@airflow.invalid" --firstname Platform --lastname Admin',
 )
 """The admin bootstrap, after MIGRATE_COMMAND; idempotent. Env: SECRET_ENV and ADMIN_ENV."""
@@ -244,3 +268,22 @@ def process_env(
         "PIP_CACHE_DIR": f"{TMP_DIR}/pip-cache",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def facts(config: StackConfig) -> ComponentFacts:
+    """The api-server receives the platform's clients (UI, REST API) on API_PORT; Airflow sends runs and models to
+    MLflow's server port (the example DAG), keeps its history in the `airflow` database and its task logs in
+    LOGS_BUCKET with credentials of its own; Prometheus scrapes the statsd-exporter. Egress stays open: the example
+    task builds a virtualenv from PyPI, and DAGs may come from a git host."""
+    return ComponentFacts(
+        "airflow",
+        namespaces=(NamespaceFact(NAMESPACE),),
+        flows=(
+            Flow("airflow-clients", NAMESPACE, (API_PORT,), (CLIENTS,)),
+            Flow("mlflow-airflow", mlflow_server.NAMESPACE, (mlflow_server.PORT,), (NAMESPACE,)),
+        ),
+        node_ports={NODE_PORT: NodePortTarget(NAMESPACE, API_PORT)},
+        metrics=(Metrics(NAMESPACE, STATSD_METRICS_PORT),),
+        buckets=(BucketUse(CONSUMER, NAMESPACE, (LOGS_BUCKET,)),),
+        databases=(DatabaseUse((DATABASE,), NAMESPACE),),
+    )

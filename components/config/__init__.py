@@ -6,6 +6,15 @@ in one `ConfigError`, a `pulumi.RunError`: the CLI prints its message without a 
 read (schema/stack-config.json) is generated from the same models by `python -m tools.config_schema`.
 """
 
+from components.config.airflow import (
+    AIRFLOW_DATABASES,
+    AIRFLOW_EXECUTORS,
+    AIRFLOW_LOGS_BUCKET,
+    AirflowConfig,
+    AirflowResources,
+    DagsGitConfig,
+    NfsLogsConfig,
+)
 from components.config.backups import EXPIRING_BACKUP_PREFIXES, BackupsConfig
 from components.config.errors import ConfigError
 from components.config.formats import quantity_value
@@ -40,6 +49,9 @@ from components.config.temporal import TEMPORAL_ENGINES, TemporalConfig
 from components.config.vault import SECRET_STORES, VAULT_PHASES, SecretsConfig, VaultConfig
 
 __all__ = [
+    "AIRFLOW_DATABASES",
+    "AIRFLOW_EXECUTORS",
+    "AIRFLOW_LOGS_BUCKET",
     "ALERT_RECEIVERS",
     "BINDING_MODES",
     "BLOCK_KEYS",
@@ -60,14 +72,18 @@ __all__ = [
     "TEMPORAL_DATABASES",
     "TEMPORAL_ENGINES",
     "VAULT_PHASES",
+    "AirflowConfig",
+    "AirflowResources",
     "AlertingConfig",
     "BackupsConfig",
     "ConfigError",
+    "DagsGitConfig",
     "FrontDoorConfig",
     "GrafanaConfig",
     "IssuerConfig",
     "LokiConfig",
     "MlflowConfig",
+    "NfsLogsConfig",
     "ObjectStoreConfig",
     "ObservabilityConfig",
     "OidcConfig",

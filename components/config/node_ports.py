@@ -31,11 +31,12 @@ class NodePortRoles(TypedDict, total=False):
     grafana: Annotated[NodePort, Field(description="Grafana (seed: 30030).")]
     loki: Annotated[NodePort, Field(description="Loki's push and query API (seed: 30100).")]
     serving: Annotated[NodePort, Field(description="The first model of serving.models (dev: 30800).")]
+    airflow: Annotated[NodePort, Field(description="Airflow's api-server: UI and REST API (dev: 30808).")]
 
 
 NODE_PORT_ROLES = tuple(NodePortRoles.__annotations__)
 """Services that can be given a NodePort (the seed port map: 30900, 30901, 30500, 30543, 30679, 30700, 30233,
-30090, 30030, 30100), and model serving's 30800."""
+30090, 30030, 30100), model serving's 30800 and Airflow's 30808."""
 
 
 def _unique(ports: dict[str, int]) -> dict[str, int]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from components.config.airflow import AIRFLOW_DATABASES, AIRFLOW_LOGS_BUCKET, AirflowConfig
 from components.config.backups import BackupsConfig
 from components.config.base import Block
 from components.config.formats import DnsLabel, Flag, Text
@@ -39,7 +40,7 @@ SECRET_KEYS: Mapping[str, str] = {
 R2_SECRET_KEYS = {key: SECRET_KEYS[key] for key in ("r2AccessKeyId", "r2SecretAccessKey", "cloudflareApiToken")}
 BLOCK_KEYS = (
     "storage", "objectStore", "mlflow", "postgres", "redis", "temporal", "backups", "observability", "secrets", "vault",
-    "serving", "nodePorts", "frontDoor",
+    "serving", "airflow", "nodePorts", "frontDoor",
 )
 """Structured settings, which Pulumi.yaml cannot type; they live in the stack files."""
 
@@ -91,6 +92,7 @@ class StackSettings(Block):
         description="Vault settings; only with secrets.store vault (absent then: the defaults).",
     )
     serving: ServingConfig = Field(ServingConfig(), description="Registered MLflow models served over HTTP.")
+    airflow: AirflowConfig = Field(AirflowConfig(), description="Apache Airflow: pipelines on the platform.")
     node_ports: NodePorts = Field(
         default_factory=dict,
         description="Host-reachable NodePorts by service role; empty means ClusterIP Services only.",
@@ -136,6 +138,23 @@ class StackSettings(Block):
         if observe.enabled:
             reject(_observability_problems(observe, info), across_blocks=True)
         return observe
+
+    @field_validator("airflow")
+    @classmethod
+    def _airflow_has_its_bucket(cls, airflow: AirflowConfig, info: ValidationInfo) -> AirflowConfig:
+        if not airflow.enabled:
+            return airflow
+        problems = []
+        store = info.data.get("object_store")
+        if store and AIRFLOW_LOGS_BUCKET not in store.buckets:
+            allowed = f"Airflow keeps its task logs in bucket {AIRFLOW_LOGS_BUCKET}: add it to objectStore.buckets"
+            problems.append(Problem("objectStore.buckets", list(store.buckets), allowed))
+        context = info.data.get("kube_context", "")
+        if airflow.logs.nfs is not None and context.startswith("kind-"):
+            allowed = "Kind nodes have no NFS client (kubernetes-sigs/kind#1806): leave airflow.logs.nfs out on Kind"
+            problems.append(Problem("airflow.logs.nfs", airflow.logs.nfs.model_dump(by_alias=True), allowed))
+        reject(problems, across_blocks=True)
+        return airflow
 
     @field_validator("front_door")
     @classmethod
@@ -256,8 +275,10 @@ class StackConfig(StackSettings):
     @property
     def databases(self) -> tuple[str, ...]:
         """Every database the PostgresCluster serves: the configured ones plus those engines need."""
-        extra = (TEMPORAL_DATABASES if self.temporal.engine == "chart" else ()) + (
-            MLFLOW_DATABASES if self.mlflow.engine == "postgres" else ()
+        extra = (
+            (TEMPORAL_DATABASES if self.temporal.engine == "chart" else ())
+            + (MLFLOW_DATABASES if self.mlflow.engine == "postgres" else ())
+            + (AIRFLOW_DATABASES if self.airflow.enabled else ())
         )
         return self.postgres.databases + tuple(d for d in extra if d not in self.postgres.databases)
 
@@ -274,8 +295,11 @@ class StackConfig(StackSettings):
         if self.installing_vault:
             return vault
         serving = ("serving",) if self.serving.models else ()
+        airflow = ("airflow",) if self.airflow.enabled else ()
         gateway = ("gateway",) if self.front_door.enabled else ()
-        return (*in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *observability, *vault, *serving, *gateway)
+        return (
+            *in_cluster_objects, "mlflow", "data", "temporal", "cnpg", *observability, *vault, *serving, *airflow, *gateway,
+        )
 
     @property
     def installing_vault(self) -> bool:

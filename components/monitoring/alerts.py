@@ -48,6 +48,8 @@ class AlertTargets:
     """Where the in-cluster Vault runs, when it does."""
     serving_namespace: str | None = None
     """Where the model-serving pods run, when models are served."""
+    airflow_namespace: str | None = None
+    """Where Airflow and its statsd-exporter run, when Airflow is deployed and scraped."""
     runbooks: str = "docs/runbooks"
     """Base of the runbook links in alert annotations."""
 
@@ -269,6 +271,40 @@ def _serving_rules(targets: AlertTargets) -> list[dict]:
     ]
 
 
+AIRFLOW_FAILED_WINDOW = "15m"
+"""AirflowDagRunFailed fires for a DAG with a failed run in this trailing window."""
+
+
+def _airflow_rules(targets: AlertTargets) -> list[dict]:
+    """From the statsd-exporter's fixed names (components/airflow/component.py STATSD_MAPPINGS)."""
+    scope = f'namespace="{targets.airflow_namespace}"'
+    heartbeat = f"airflow_scheduler_heartbeat_total{{{scope}}}"
+    failed = f"airflow_dagrun_failed_duration_seconds_count{{{scope}}}"
+    by_dag = "sum by (namespace, dag_id)"
+    return [
+        _alert(
+            # The scheduler beats every few seconds while it runs; the counter stands still (or is missing, after
+            # the exporter restarted) when it does not.
+            "AirflowSchedulerNotHeartbeating",
+            f"sum by (namespace) (rate({heartbeat}[5m])) == 0 or absent({heartbeat})",
+            for_="5m", severity="critical", runbook=f"{targets.runbooks}/alerts.md#airflow-scheduler-or-dag-runs",
+            summary="The Airflow scheduler in {{ $labels.namespace }} has not heartbeated for 10 minutes",
+            description="No DAG run is scheduled and no task starts while the scheduler is down or stuck.",
+        ),
+        _alert(
+            # A DAG's first failure creates its series with count 1, which increase() cannot see: `unless offset`
+            # catches a series that did not exist a window ago.
+            "AirflowDagRunFailed",
+            f"{by_dag} (increase({failed}[{AIRFLOW_FAILED_WINDOW}])) > 0"
+            f" or ({by_dag} ({failed}) unless {by_dag} ({failed} offset {AIRFLOW_FAILED_WINDOW}))",
+            for_="0m", severity="warning", runbook=f"{targets.runbooks}/alerts.md#airflow-scheduler-or-dag-runs",
+            summary="A run of DAG {{ $labels.dag_id }} failed",
+            description=f"At least one run of the DAG failed in the last {AIRFLOW_FAILED_WINDOW}; its task logs are in the "
+            "airflow-logs bucket and the Airflow UI.",
+        ),
+    ]
+
+
 def alert_groups(targets: AlertTargets) -> list[dict]:
     """The `spec.groups` of the platform's PrometheusRule."""
     groups = [
@@ -278,4 +314,6 @@ def alert_groups(targets: AlertTargets) -> list[dict]:
     ]
     if targets.serving_namespace:
         groups.append({"name": "mlops-serving", "rules": _serving_rules(targets)})
+    if targets.airflow_namespace:
+        groups.append({"name": "mlops-airflow", "rules": _airflow_rules(targets)})
     return groups

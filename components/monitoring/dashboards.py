@@ -100,6 +100,7 @@ def dashboards(targets: AlertTargets) -> dict[str, dict]:
         }, "s"),
         Panel("PostgreSQL connections", {f"sum by (pod) (cnpg_backends_total{{{pods}}})": "{{pod}}"}, "short"),
         *(_serving_panels(targets.serving_namespace) if targets.serving_namespace else []),
+        *(_airflow_panels(targets.airflow_namespace) if targets.airflow_namespace else []),
         Panel("Platform logs", {f'{{namespace=~"{any_of(targets.platform_namespaces)}"}}': ""}, "short", "logs", LOKI_DATASOURCE),
     ]
     return {
@@ -120,6 +121,17 @@ def _serving_panels(namespace: str) -> list[Panel]:
             f"{{{scope}}}[5m])))": "{{model}}@{{alias}} p95",
             f"max by (model, alias, version) (model_version_info{{{scope}}})": "{{model}}@{{alias}} serves version {{version}}",
         }, "s"),
+    ]
+
+
+def _airflow_panels(namespace: str) -> list[Panel]:
+    scope = f'namespace="{namespace}"'
+    return [
+        Panel("Airflow: scheduler heartbeats per second, and DAG runs finished by outcome", {
+            f"sum (rate(airflow_scheduler_heartbeat_total{{{scope}}}[5m]))": "scheduler heartbeats",
+            f"sum by (dag_id) (increase(airflow_dagrun_success_duration_seconds_count{{{scope}}}[1h]))": "{{dag_id}} succeeded (1h)",
+            f"sum by (dag_id) (increase(airflow_dagrun_failed_duration_seconds_count{{{scope}}}[1h]))": "{{dag_id}} failed (1h)",
+        }, "short"),
     ]
 
 
