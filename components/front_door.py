@@ -20,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube, mlflow_server, model_serving, observability, temporal_stack
+from components import airflow, kube, mlflow_server, model_serving, observability, temporal_stack
 from components.config import ResourceSpec, StackConfig
 from components.config.front_door import FrontDoorConfig
 from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact, PodSecurity
@@ -44,8 +44,6 @@ MODEL_KEYS_SECRET = "front-door-model-keys"
 """Secret in the serving namespace with the model endpoints' API keys, by client id (`platform`)."""
 API_KEY_HEADER = "x-api-key"
 ALERTMANAGER_PORT = 9093
-AIRFLOW_SERVICE, AIRFLOW_PORT, AIRFLOW_NAMESPACE = "airflow-api-server", 8080, "airflow"
-"""The Airflow component's api-server (its own branch declares it); routed only when the stack has Airflow."""
 
 OIDC, OWN_LOGIN, API_KEY = "gateway-oidc", "own-login", "api-key"
 PROXY_RESOURCES = ResourceSpec({"cpu": "100m", "memory": "128Mi"}, {"cpu": "1", "memory": "512Mi"})
@@ -98,19 +96,12 @@ def routes(config: StackConfig) -> tuple[Route, ...]:
         present += ["grafana", "prometheus", "alertmanager"]
     if config.serving.models:
         present.append("models")
-    if _has_airflow(config):
+    if config.airflow.enabled:
         present.append("airflow")
     found: list[Route] = []
     for host in door.published(tuple(present)):
         found += _HOSTS[host](config)
     return tuple(found)
-
-
-def _has_airflow(config: StackConfig) -> bool:
-    """Airflow is another component's (its config block may not exist in this program yet): routed only when the
-    stack has it and its namespace."""
-    airflow = getattr(config, "airflow", None)
-    return bool(airflow is not None and getattr(airflow, "enabled", True) and AIRFLOW_NAMESPACE in config.namespace_roles)
 
 
 def _mlflow(config: StackConfig) -> list[Route]:
@@ -165,7 +156,7 @@ def _models(config: StackConfig) -> list[Route]:
 
 def _airflow(config: StackConfig) -> list[Route]:
     return [Route(
-        "airflow", "airflow", AIRFLOW_NAMESPACE, AIRFLOW_SERVICE, AIRFLOW_PORT, AIRFLOW_PORT, OWN_LOGIN,
+        "airflow", "airflow", airflow.NAMESPACE, airflow.SERVICE_NAME, airflow.API_PORT, airflow.API_PORT, OWN_LOGIN,
         "Airflow's auth manager has its own login",
     )]
 

@@ -14,7 +14,7 @@ def test_each_platform_part_gets_a_namespace_that_enforces_restricted_where_its_
     namespaces = {r.metadata["name"]: r.metadata["labels"] for r in rendering.find_all(kind="Namespace")}
     # Dev serves a model (mlops-serving); prod lists none yet, and a namespace without pods is not created.
     per_stack = {"dev": {"mlops-storage", "mlops-serving"}, "prod": {"mlops-cert-manager", "mlops-vault", "mlops-external-secrets", "mlops-gateway"}}[rendering.stack]
-    common = {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg", "mlops-observability", "mlops-node-metrics"}
+    common = {"mlops-mlflow", "mlops-data", "mlops-temporal", "mlops-cnpg", "mlops-observability", "mlops-node-metrics", "mlops-airflow"}
     assert set(namespaces) == common | per_stack
     for name, labels in namespaces.items():
         assert labels["pod-security.kubernetes.io/enforce"] == LOOSER_LEVELS.get(name, "restricted")
@@ -83,6 +83,7 @@ def test_children_are_parented_to_their_component_and_named_after_it(rendering):
         "mlops:observability:ObservabilityStack",
         "mlops:monitoring:PlatformMonitoring",
         "mlops:network_policies:NetworkPolicies",
+        "mlops:airflow:AirflowStack",
     } | (
         {"mlops:cnpg_backup_plugin:CnpgBackupPlugin", "mlops:cert_manager:CertManager", "mlops:vault_server:VaultServer",
          "mlops:secret_sync:SecretSync", "mlops:front_door:FrontDoor"}

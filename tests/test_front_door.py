@@ -68,6 +68,10 @@ def published(request, prod) -> Rendering:
     return prod if request.param == "prod" else dev_with_front_door()
 
 
+PROD_HOSTS = ("mlflow", "grafana", "airflow", "temporal", "prometheus", "alertmanager")
+"""Hosts prod publishes: every UI of its stack (it serves no model yet)."""
+
+
 def custom(rendering: Rendering, kind: str) -> list[dict]:
     return [r.manifest() for r in rendering.find_all(kind=kind)]
 
@@ -94,9 +98,9 @@ def policies_of(rendering: Rendering) -> dict[tuple[str, str], dict]:
 def test_prod_publishes_each_ui_of_the_stack_on_its_own_https_listener(prod):
     spec = gateway(prod)["spec"]
     listeners = {listener["name"]: listener for listener in spec["listeners"]}
-    assert set(listeners) == {"http", *(f"https-{h}" for h in ("mlflow", "grafana", "temporal", "prometheus", "alertmanager"))}
+    assert set(listeners) == {"http", *(f"https-{h}" for h in PROD_HOSTS)}
     assert listeners["http"]["port"] == 80 and listeners["http"]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
-    for host in ("mlflow", "grafana", "temporal", "prometheus", "alertmanager"):
+    for host in PROD_HOSTS:
         listener = listeners[f"https-{host}"]
         assert (listener["protocol"], listener["port"], listener["hostname"]) == ("HTTPS", 443, f"{host}.mlops.example.com")
         assert listener["tls"] == {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": f"{host}-tls"}]}
@@ -112,7 +116,7 @@ def test_prod_publishes_each_ui_of_the_stack_on_its_own_https_listener(prod):
 def test_prod_gets_a_certificate_per_host_from_an_acme_issuer_answering_through_the_gateway(prod):
     # The gateway's certificates (Vault's own chain lives in the vault namespace, tests/test_vault_tls.py).
     certificates = {c["spec"]["secretName"]: c["spec"] for c in custom(prod, "Certificate") if c["metadata"]["namespace"] == "mlops-gateway"}
-    assert set(certificates) == {f"{h}-tls" for h in ("mlflow", "grafana", "temporal", "prometheus", "alertmanager")}
+    assert set(certificates) == {f"{h}-tls" for h in PROD_HOSTS}
     assert certificates["grafana-tls"]["dnsNames"] == ["grafana.mlops.example.com"]
     (issuer,) = custom(prod, "ClusterIssuer")
     assert {c["issuerRef"]["name"] for c in certificates.values()} == {issuer["metadata"]["name"]}

@@ -225,6 +225,7 @@ EXPECTED_SOURCES = {
         ("mlops-gateway", "allow-front-door-public"): {"anywhere"},
         ("mlops-mlflow", "allow-front-door-mlflow"): {"mlops-gateway/envoy"},
         ("mlops-temporal", "allow-front-door-temporal"): {"mlops-gateway/envoy"},
+        ("mlops-airflow", "allow-front-door-airflow"): {"mlops-gateway/envoy"},
         **{("mlops-observability", f"allow-front-door-{host}"): {"mlops-gateway/envoy"} for host in ("grafana", "prometheus", "alertmanager")},
         ("mlops-observability", "allow-operator-webhook"): {"anywhere"},
         ("mlops-temporal", "allow-temporal-clients"): {"clients"},

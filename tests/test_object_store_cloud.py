@@ -14,7 +14,11 @@ from tools.render import is_secret, render_stack, unwrap_secrets
 
 PREFIX = "acme-mlops-prod"
 # The seed buckets plus `logs`, where prod's Loki keeps its chunks.
-SEED = ("training-datasets", "training-checkpoints", "training-results", "model-weights", "config-schemas", "mlflow-artifacts", "backups", "logs")
+SEED = (
+    "training-datasets", "training-checkpoints", "training-results", "model-weights", "config-schemas", "mlflow-artifacts", "backups", "logs",
+    # Airflow's task logs (components/airflow): the one bucket the platform adds to the seed's.
+    "airflow-logs",
+)
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 R2_STORE = {
     "engine": "r2", "accountId": ACCOUNT, "bucketPrefix": PREFIX, "buckets": list(SEED),

@@ -53,7 +53,8 @@ def databases(rendering) -> dict[str, dict]:
 def test_application_databases_exist_in_both_stacks_each_owned_by_its_role(rendering):
     found = databases(rendering)
     engines = {"temporal", "temporal_visibility", "mlflow", "mlflow_auth"}
-    expected = set(APPLICATION_DATABASES) | (engines if rendering.stack == "prod" else set())
+    # Airflow's database in both stacks (its metadata needs PostgreSQL even where MLflow runs on SQLite).
+    expected = set(APPLICATION_DATABASES) | {"airflow"} | (engines if rendering.stack == "prod" else set())
     assert set(found) == expected
     roles = {r["name"]: r for r in cluster_spec(rendering)["managed"]["roles"]}
     for name, spec in found.items():

@@ -20,7 +20,7 @@ print(json.dumps(sorted(m for m in {sdks!r} if m in sys.modules)))
 """
 R2_STORE = {
     "engine": "r2", "accountId": "0123456789abcdef0123456789abcdef", "bucketPrefix": "acme-mlops-prod",
-    "buckets": ["mlflow-artifacts", "backups", "logs"],
+    "buckets": ["mlflow-artifacts", "backups", "logs", "airflow-logs"],
 }
 R2 = {
     "mlops-platform:objectStore": R2_STORE,

@@ -186,7 +186,7 @@ def test_the_install_phase_declares_vault_alone_and_says_what_to_run_next():
 
 def test_the_configure_phase_without_a_token_stops_with_the_exact_next_steps():
     with pytest.raises(ConfigError) as error:
-        parse_stack_config("prod", prod_file())
+        parse_stack_config("prod", {**prod_file(), "oidcClientSecret": "set"})  # the front door's secret is set
     message = str(error.value)
     assert message.count("\n  - ") == 1
     assert "kubectl -n mlops-vault exec vault-0 -- vault operator init -recovery-shares=5 -recovery-threshold=3" in message

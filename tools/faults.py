@@ -58,7 +58,7 @@ F = Fault
 CATALOGUE: tuple[Fault, ...] = (
     # --- data safety ------------------------------------------------------------------------------------------
     F("ds-storage-class-delete", "data-safety", "deleting a claim deletes the volume and its data",
-      'reclaim_policy="Retain",', 'reclaim_policy="Delete",', ("tests/test_cluster.py",), "components/cluster.py"),
+      ' reclaim_policy="Retain",', ' reclaim_policy="Delete",', ("tests/test_cluster.py",), "components/cluster.py"),
     F("ds-stateful-not-retained", "data-safety", "removing a data resource from code deletes it in the cluster",
       "pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)", "pulumi.ResourceOptions(protect=protect, retain_on_delete=False)",
       ("tests/test_platform_invariants.py", "tests/test_postgres_cluster.py"), "components/kube.py"),

@@ -194,7 +194,10 @@ def _observability_problems(observe: ObservabilityConfig, info: ValidationInfo) 
 
 def _front_door_problems(door: FrontDoorConfig, info: ValidationInfo) -> list[Problem]:
     problems = []
-    if (present := _secrets_set(info)) is not None and "oidcClientSecret" not in present:
+    # Vault's install phase builds Vault alone: the client secret is needed from the configure phase on.
+    vault = info.data.get("vault")
+    installing_vault = vault is not None and vault.phase == "install"
+    if (present := _secrets_set(info)) is not None and "oidcClientSecret" not in present and not installing_vault:
         problems.append(_secret_needed("oidcClientSecret", "required with frontDoor.enabled (the OIDC client's secret)"))
     observe, serving = info.data.get("observability"), info.data.get("serving")
     needs = {
