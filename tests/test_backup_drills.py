@@ -228,7 +228,8 @@ def test_sqlite_drill_copies_a_consistent_snapshot_under_a_live_writer(dev, s3, 
 
 def test_object_mirror_drill_brings_back_a_deleted_bucket_and_keeps_overwritten_files(dev, s3, tmp_path):
     endpoint, client = s3
-    sources = {b: b for b in ("training-datasets", "training-checkpoints", "training-results", "model-weights", "config-schemas", "mlflow-artifacts")}
+    # Every bucket of the dev stack but the backups bucket the mirror writes to.
+    sources = {b: b for b in dev.outputs["buckets"] if b != "backups"}
     for bucket in sources:
         client.create_bucket(Bucket=bucket)
     client.create_bucket(Bucket="backups-mirror")

@@ -143,7 +143,7 @@ def test_plugin_and_cert_manager_charts_are_pinned_and_ordered(prod):
 
 @needs_reference
 def test_plugin_and_cert_manager_values_exist_in_their_charts(prod):
-    for name, chart in (("cnpg-backup-cert-manager", "cert-manager"), ("cnpg-backup-barman-cloud", "plugin-barman-cloud")):
+    for name, chart in (("cert-manager-chart", "cert-manager"), ("cnpg-backup-barman-cloud", "plugin-barman-cloud")):
         values = prod.find(type="kubernetes:helm.sh/v4:Chart", name=name).inputs["values"]
         assert unknown_values_keys(values, chart_values(chart, CHARTS[chart].version)) == []
 

@@ -12,6 +12,7 @@ replica) serves the same run.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import urllib.error
@@ -137,8 +138,10 @@ def test_auth_admin_artifacts_and_a_second_replica(site, tmp_path, monkeypatch):
     try:
         search = "/api/2.0/mlflow/experiments/search?max_results=1"
         assert status(first_port, search, "mlflow.mlops-mlflow.svc.cluster.local:5000") == 401
-        assert status(first_port, search, "mlflow.example.com", ("admin", "wrong-password")) == 401
-        assert status(first_port, search, "mlflow.example.com", site["admin"]) == 200
+        # The front door's host for MLflow (prod's frontDoor.domain), as the gateway forwards it.
+        public = f"mlflow.{json.loads(site['prod'].config['mlops-platform:frontDoor'])['domain']}"
+        assert status(first_port, search, public, ("admin", "wrong-password")) == 401
+        assert status(first_port, search, public, site["admin"]) == 200
         assert status(first_port, search, "evil.example.net", site["admin"]) == 403
         # Prometheus scrapes the pod by IP with the admin login its ServiceMonitor reads from the auth Secret.
         assert status(first_port, "/metrics", "10.244.3.17:5000") == 401
