@@ -57,4 +57,6 @@ if [ "${MLOPS_PULL_CHARTS:-0}" = "1" ]; then
 fi
 
 venv/bin/ruff check .
-exec venv/bin/python -m pytest "$@"
+# Whole files per worker (--dist loadfile): a file's module fixtures (its real servers) start once, in one process.
+# MLOPS_TEST_WORKERS=0 runs in this process alone (pytest's -s, --pdb).
+exec venv/bin/python -m pytest -n "${MLOPS_TEST_WORKERS:-2}" --dist loadfile "$@"
