@@ -39,7 +39,7 @@ FLOATING_TAGS = re.compile(r":(latest|stable|main|master|edge|nightly)$")
 
 def pytest_generate_tests(metafunc):
     if "release_key" in metafunc.fixturenames:
-        keys = [(stack, release.name) for stack in STACKS for release in helm_releases(rendered(stack))]
+        keys = sorted((stack, release.name) for stack in STACKS for release in helm_releases(rendered(stack)))
         metafunc.parametrize("release_key", keys, ids=[f"{stack}-{name}" for stack, name in keys])
 
 
