@@ -57,6 +57,14 @@ def pod_security(uid: int) -> k8s.core.v1.PodSecurityContextArgs:
     )
 
 
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""container_security() as a manifest, for security contexts written into chart values or files a program reads
+(tests/test_platform_invariants.py keeps the two equal)."""
+
+
 def container_security() -> k8s.core.v1.SecurityContextArgs:
     """Restricted-profile container security: read-only root, no privilege escalation, no capabilities."""
     return k8s.core.v1.SecurityContextArgs(

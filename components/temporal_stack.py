@@ -234,13 +234,8 @@ def _sql_store(engine: ChartEngine, store: SqlStore) -> dict:
 
 def chart_values(args: TemporalStackArgs, engine: ChartEngine) -> dict:
     """Values of the temporal chart; with metrics on, the chart creates a ServiceMonitor per server service."""
-    restricted = {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": False,  # the server renders its config file at start-up
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    # The server renders its config file at start-up: a writable root filesystem.
+    restricted = {**kube.RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False}
     service = {"resources": args.resources.as_k8s(), "containerSecurityContext": restricted}
     image = IMAGES["temporal-server"].rsplit(":", 1)
     ui_image = IMAGES["temporal-ui"].rsplit(":", 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from tests.support import container as named_container
 from tests.support import containers, pod_spec, workloads
 from tools.render import is_secret, unwrap_secrets
 
@@ -167,3 +168,12 @@ def test_every_rclone_remote_uses_only_the_credentials_it_is_given(rendering):
                     remotes[(workload.name, c["name"], match[1])] = env.get(f"RCLONE_CONFIG_{match[1]}_ENV_AUTH")
     assert remotes, "no rclone remote rendered: the check would prove nothing"
     assert {where: value for where, value in remotes.items() if value != "false"} == {}
+
+
+def test_the_restricted_manifest_is_what_container_security_renders(dev):
+    """kube.RESTRICTED_CONTAINER (chart values, Airflow's task pod template) and kube.container_security() (every
+    container we declare) are one policy in two forms: the Valkey container's rendered context equals the manifest."""
+    from components.kube import RESTRICTED_CONTAINER
+
+    server = named_container(dev.find(kind="StatefulSet", name="redis").manifest(), "valkey")
+    assert server["securityContext"] == RESTRICTED_CONTAINER

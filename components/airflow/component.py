@@ -65,11 +65,6 @@ MIGRATION_RESOURCES = ResourceSpec({"cpu": "100m", "memory": "256Mi"}, {"cpu": "
 """`airflow db migrate` and the admin bootstrap: one Airflow CLI process each."""
 GIT_SYNC_RESOURCES = ResourceSpec({"cpu": "10m", "memory": "32Mi"}, {"cpu": "200m", "memory": "256Mi"})
 """git-sync: a Go binary and a shallow checkout."""
-RESTRICTED_CONTAINER = {
-    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-}
-"""kube.container_security() as a manifest: for the containers of the task pod template, a file Airflow reads."""
 TASK_POD_RESOURCES = ResourceSpec({"cpu": "100m", "memory": "384Mi"}, {"cpu": "2", "memory": "2Gi"})
 """KubernetesExecutor: each task pod (the example task builds a virtualenv and trains in it)."""
 
@@ -357,7 +352,7 @@ class _Dags:
             "command": command,
             "env": env,
             "resources": GIT_SYNC_RESOURCES.as_k8s(),
-            "securityContext": RESTRICTED_CONTAINER,
+            "securityContext": kube.RESTRICTED_CONTAINER,
             "volumeMounts": mounts,
             **probes,
         }]
@@ -645,7 +640,7 @@ def task_pod_template(args: AirflowStackArgs, env: list[dict], git: list[dict]) 
                 "image": IMAGES["airflow"],
                 "env": env,
                 "resources": TASK_POD_RESOURCES.as_k8s(),
-                "securityContext": RESTRICTED_CONTAINER,
+                "securityContext": kube.RESTRICTED_CONTAINER,
                 "volumeMounts": mounts,
             }],
             "volumes": volumes,

@@ -57,7 +57,7 @@ class AirflowResources(Block):
     )
     statsd_exporter: ResourceSpec = Field(
         ResourceSpec({"cpu": "10m", "memory": "16Mi"}, {"cpu": "200m", "memory": "64Mi"}),
-        description="The statsd-exporter sidecar beside the scheduler, which turns Airflow's StatsD metrics into Prometheus metrics.",
+        description="The statsd-exporter, one for every process, which turns Airflow's StatsD metrics into Prometheus metrics.",
     )
 
 
