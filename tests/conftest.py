@@ -6,6 +6,8 @@ import functools
 
 import pytest
 
+from tools.charts import StackCharts, render_stack_charts
+from tools.reference import crd_schemas, schemas_of
 from tools.render import Rendering, render_stack
 
 STACKS = ("dev", "prod")
@@ -28,6 +30,19 @@ def pytest_collection_modifyitems(items) -> None:
 def rendered(stack: str) -> Rendering:
     """The stack under mocks, once per session (also for test modules that parametrize on what it registers)."""
     return render_stack(stack)
+
+
+@functools.cache
+def stack_charts(stack: str) -> StackCharts:
+    """Every Helm release of the stack rendered by Helm's engine, once per session (missing charts listed)."""
+    return render_stack_charts(rendered(stack))
+
+
+@functools.cache
+def stack_crd_schemas(stack: str) -> dict[tuple[str, str], dict]:
+    """The CRD schemas a custom resource of the stack is checked against: the reference CRDs, and those the
+    stack's own charts install (the Gateway API and Envoy Gateway come only from the gateway chart)."""
+    return {**crd_schemas(), **schemas_of(obj for _, obj in stack_charts(stack).objects())}
 
 
 @pytest.fixture(scope="session")

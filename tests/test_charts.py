@@ -10,7 +10,6 @@ none is Bitnami. Across the stack: no two objects share kind, namespace and name
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections import Counter
@@ -18,18 +17,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import STACKS, rendered
+from tests.conftest import STACKS, rendered, stack_charts, stack_crd_schemas
 from tests.test_schemas import builtin_problems, is_builtin
 from tools.charts import (
     CHART_TYPE,
     HelmRelease,
     RenderedRelease,
-    StackCharts,
     helm_releases,
-    render_stack_charts,
 )
 from tools.pod_security import check_pod, namespace_levels, pod_templates
-from tools.reference import crd_schemas, custom_resource_problems, schemas_of
+from tools.reference import custom_resource_problems
 
 helm_python = pytest.importorskip("helm_python", reason="helm-python-sdk (the test requirements) renders the charts")
 
@@ -41,11 +38,6 @@ def pytest_generate_tests(metafunc):
     if "release_key" in metafunc.fixturenames:
         keys = sorted((stack, release.name) for stack in STACKS for release in helm_releases(rendered(stack)))
         metafunc.parametrize("release_key", keys, ids=[f"{stack}-{name}" for stack, name in keys])
-
-
-@functools.cache
-def stack_charts(stack: str) -> StackCharts:
-    return render_stack_charts(rendered(stack))
 
 
 @pytest.fixture
@@ -66,11 +58,6 @@ def enforced_levels(stack: str) -> dict[str, str]:
     """Pod Security `enforce` level by namespace name, from the Namespaces the program creates."""
     namespaces = [r.manifest() for r in rendered(stack).find_all(kind="Namespace")]
     return {ns["metadata"]["name"]: namespace_levels(ns)["level"] for ns in namespaces}
-
-
-@functools.cache
-def chart_crd_schemas(stack: str) -> dict:
-    return {**crd_schemas(), **schemas_of(obj for _, obj in stack_charts(stack).objects())}
 
 
 def describe(obj: dict) -> str:
@@ -97,7 +84,7 @@ def test_every_builtin_object_validates_strictly(result):
 
 
 def test_every_custom_resource_validates_against_its_crd(result, release_key):
-    schemas = chart_crd_schemas(release_key[0])
+    schemas = stack_crd_schemas(release_key[0])
     custom = [obj for obj in result.objects if not is_builtin(obj)]
     problems = {describe(obj): custom_resource_problems(obj, schemas) for obj in custom}
     assert {name: p if p is not None else "no CRD describes this kind" for name, p in problems.items() if p != []} == {}
@@ -205,6 +192,6 @@ def test_the_objects_of_vaults_tls_validate_against_the_charts_crds():
     vaults = [obj for obj in objects if obj["metadata"].get("namespace") == "mlops-vault"]
     assert sorted(obj["kind"] for obj in vaults) == ["Certificate", "Certificate", "Issuer", "Issuer"]
     objects += [program.find(kind="ClusterSecretStore").manifest(redact=False), program.find(kind="PodMonitor", name="monitoring-vault-monitor").manifest()]
-    schemas = chart_crd_schemas("prod")
+    schemas = stack_crd_schemas("prod")
     problems = {describe(obj): custom_resource_problems(obj, schemas) for obj in objects}
     assert {name: p if p is not None else "no CRD describes this kind" for name, p in problems.items() if p != []} == {}

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import os
+
 import kubernetes_validate
 import pytest
 
+from tests.conftest import stack_charts, stack_crd_schemas
 from tools.reference import crd_schemas, custom_resource_problems, reference_dir
 from tools.render import manifests
 
@@ -48,10 +51,18 @@ def test_every_builtin_object_validates_strictly(rendering):
 
 @needs_reference
 def test_every_custom_resource_validates_against_its_crd(rendering):
+    """Against the reference CRDs and those the stack's charts install. A kind no CRD describes fails, unless a chart
+    that may ship it is missing from the cache: then the rest is checked and the test skips, naming both."""
     found = objects(rendering, builtin=False)
     assert {m["kind"] for m in found.values()} >= {"Cluster", "Database"}
-    problems = {name: custom_resource_problems(m) for name, m in found.items()}
-    assert {name: p if p is not None else "no CRD describes this kind" for name, p in problems.items() if p != []} == {}
+    schemas = stack_crd_schemas(rendering.stack)
+    problems = {name: custom_resource_problems(m, schemas) for name, m in found.items()}
+    assert {name: p for name, p in problems.items() if p} == {}
+    undescribed = sorted(name for name, p in problems.items() if p is None)
+    missing = stack_charts(rendering.stack).missing
+    if undescribed and missing and os.environ.get("MLOPS_REQUIRE_CHARTS") != "1":
+        pytest.skip(f"no CRD describes {', '.join(undescribed)}; charts not cached: {', '.join(sorted(missing))}")
+    assert undescribed == []
 
 
 @pytest.mark.parametrize(
