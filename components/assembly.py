@@ -26,7 +26,7 @@ from components import (
     vault_server,
 )
 from components import backups as backup_jobs
-from components.airflow.component import AirflowStackArgs, LogsBucket
+from components.airflow.component import AirflowStackArgs
 from components.cert_manager import CertManager, CertManagerArgs
 from components.cluster import ClusterFoundation, ClusterFoundationArgs
 from components.cnpg_backup_plugin import CnpgBackupPlugin, CnpgBackupPluginArgs
@@ -34,7 +34,6 @@ from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
 from components.config import TEMPORAL_DATABASES
 from components.front_door import FrontDoorArgs, Oidc
 from components.mlflow_server import (
-    ArtifactStore,
     MlflowServer,
     MlflowServerArgs,
     PostgresBackend,
@@ -43,7 +42,7 @@ from components.mlflow_server import (
 from components.model_serving import MlflowReader, ModelServingArgs, ServedModelArgs
 from components.network_policies import NetworkPoliciesArgs
 from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs, R2Settings, S3Settings
-from components.observability import GrafanaSso, LokiObjectStorage, ObservabilityStack, ObservabilityStackArgs
+from components.observability import GrafanaSso, ObservabilityStack, ObservabilityStackArgs
 from components.plan import PlatformPlan
 from components.postgres_cluster import ContinuousBackup, Database, PostgresCluster, PostgresClusterArgs
 from components.redis import RedisArgs
@@ -141,14 +140,7 @@ def observability_args(
         node_metrics_namespace=foundation.namespaces[observability.NODE_METRICS_NAMESPACE],
         config=watched,
         storage_class=foundation.storage_class,
-        loki_objects=LokiObjectStorage(
-            bucket=store.bucket_names[loki.buckets[0]],
-            endpoint=store.endpoint,
-            region=store.region,
-            credentials_secret=store.credentials_secrets[loki.consumer],
-        )
-        if loki and store
-        else None,
+        loki_objects=store.access(loki.consumer) if loki and store else None,
         receiver_url=pulumi.Config().require_secret("alertmanagerReceiverUrl") if watched.alerting.receiver != "none" else None,
         node_ports={role: planned.node_port for role, planned in plan.node_ports.items() if planned.component == "observability"},
         protect=config.protect_state,
@@ -313,11 +305,7 @@ def mlflow_args(
         else SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class),
         # The claim the sqlite engine left, as that engine declares it (the same `size`): it is kept, not recreated.
         migrate_from=SqliteBackend(size=mlflow.size, storage_class=foundation.storage_class) if mlflow.migrate_from == "sqlite" else None,
-        artifacts=ArtifactStore(
-            bucket=store.bucket_names[mlflow.artifact_bucket],
-            credentials_secret=store.credentials_secrets[mlflow_server.CONSUMER],
-            client_env=store.client_env,
-        ),
+        artifacts=store.access(mlflow_server.CONSUMER, mlflow.artifact_bucket),
         resources=mlflow.resources,
         replicas=mlflow.replicas,
         workers=mlflow.workers,
@@ -407,19 +395,12 @@ def airflow_args(
     """Airflow on its database, its logs in its bucket with its own scoped credentials, its tasks logging to MLflow."""
     config = plan.config
     names = plan.namespace_names()
-    consumer = plan.consumer(airflow.CONSUMER)
     settings = config.airflow
     return AirflowStackArgs(
         namespace=foundation.namespaces[airflow.NAMESPACE],
         namespace_name=names[airflow.NAMESPACE],
         database_secret=postgres.database_secrets[airflow.DATABASE],
-        logs=LogsBucket(
-            bucket=store.bucket_names[consumer.buckets[0]],
-            endpoint=store.endpoint,
-            region=store.region,
-            credentials_secret=store.credentials_secrets[consumer.consumer],
-            client_env={k: v for k, v in store.client_env.items() if k != "AWS_DEFAULT_REGION"},
-        ),
+        logs=store.access(airflow.CONSUMER),
         mlflow_tracking_uri=f"http://{mlflow_server.SERVICE_NAME}.{names[mlflow_server.NAMESPACE]}.svc.cluster.local:{mlflow_server.PORT}",
         resources=settings.resources,
         executor=settings.executor,

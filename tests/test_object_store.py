@@ -120,3 +120,54 @@ def test_setup_script_passes_shellcheck(dev):
 def test_consumers_learn_the_endpoint_region_and_checksum_mode_from_the_store(dev):
     assert dev.outputs["s3_endpoint"] == "http://minio.mlops-storage.svc.cluster.local:9000"
     assert set(dev.outputs["buckets"]) == SEED_BUCKETS
+
+
+def store_accesses(*requests: tuple[str, str | None]) -> dict[str, object]:
+    """Build a two-consumer MinIO store under mocks and ask it for each (consumer, bucket): a BucketAccess with its
+    fields resolved, or the error's message."""
+    import pulumi
+
+    from components.config import ResourceSpec
+    from components.object_store import BucketConsumer, MinioSettings, ObjectStore, ObjectStoreArgs
+    from tools.render import render_program
+
+    answers: dict[str, object] = {}
+
+    def program() -> None:
+        store = ObjectStore("objects", ObjectStoreArgs(
+            engine="minio", namespace="mlops-storage", buckets=("artifacts", "logs", "extra"), region="us-east-1",
+            consumers=(BucketConsumer("mlflow", "mlops-mlflow", ("artifacts",)), BucketConsumer("both", "mlops-x", ("artifacts", "logs"))),
+            minio=MinioSettings(size="1Gi", storage_class="standard", resources=ResourceSpec()),
+        ))
+        for consumer, bucket in requests:
+            key = f"{consumer}/{bucket}"
+            try:
+                access = store.access(consumer, bucket)
+            except ValueError as error:
+                answers[key] = str(error)
+                continue
+            fields = {"bucket": access.bucket, "endpoint": access.endpoint, "region": access.region,
+                      "credentials_secret": access.credentials_secret, "client_env": access.client_env}
+            pulumi.export(key, fields)
+
+    rendering = render_program(program)
+    return {**answers, **rendering.outputs}
+
+
+def test_a_consumer_reaches_its_bucket_with_its_own_credentials_and_the_stores_client_env():
+    answers = store_accesses(("mlflow", None), ("both", "logs"))
+    mlflow, logs = answers["mlflow/None"], answers["both/logs"]
+    assert mlflow["bucket"] == "artifacts" and logs["bucket"] == "logs"
+    assert mlflow["credentials_secret"] == "mlflow-s3-credentials"
+    assert logs["credentials_secret"] == "both-s3-credentials"
+    assert mlflow["endpoint"] == "http://minio.mlops-storage.svc.cluster.local:9000" == logs["endpoint"]
+    assert mlflow["region"] == "us-east-1"
+    assert mlflow["client_env"]["AWS_ENDPOINT_URL_S3"] == mlflow["endpoint"]
+    assert mlflow["client_env"]["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+
+
+def test_a_consumer_is_refused_a_bucket_outside_its_scope_and_must_name_one_of_several():
+    answers = store_accesses(("mlflow", "logs"), ("both", None), ("nobody", None))
+    assert answers["mlflow/logs"] == "consumer 'mlflow' may not use bucket 'logs', only ['artifacts']"
+    assert answers["both/None"] == "consumer 'both' uses ['artifacts', 'logs']: name the bucket"
+    assert answers["nobody/None"] == "'nobody' is not a consumer of this object store: ['both', 'mlflow']"

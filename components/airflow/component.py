@@ -21,6 +21,7 @@ import yaml
 from components import airflow as af
 from components import kube
 from components.config import AirflowResources, DagsGitConfig, NfsLogsConfig, ResourceSpec
+from components.object_store import BucketAccess
 from components.secret_store import KubernetesSecrets, SecretStore, StoredSecret
 from components.versions import IMAGES
 
@@ -70,22 +71,6 @@ TASK_POD_RESOURCES = ResourceSpec({"cpu": "100m", "memory": "384Mi"}, {"cpu": "2
 
 
 @dataclass(frozen=True)
-class LogsBucket:
-    """Where remote task logs go: a bucket of the ObjectStore and the means to reach it."""
-
-    bucket: pulumi.Input[str]
-    """Physical bucket name."""
-    endpoint: pulumi.Input[str]
-    """S3 endpoint URL."""
-    region: pulumi.Input[str]
-    """S3 region."""
-    credentials_secret: pulumi.Input[str]
-    """Secret (in the Airflow namespace) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, scoped to the bucket."""
-    client_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Non-secret S3 client environment from the ObjectStore (R2's checksum settings, say)."""
-
-
-@dataclass(frozen=True)
 class AirflowStackArgs:
     """What an AirflowStack needs; built by the assembly from the plan."""
 
@@ -95,7 +80,7 @@ class AirflowStackArgs:
     """The same namespace's name, known in advance (it is part of the execution API's URL)."""
     database_secret: pulumi.Input[str]
     """The `airflow` database owner's Secret (PostgresCluster) in the namespace: its `uri` is used as is."""
-    logs: LogsBucket
+    logs: BucketAccess
     """The remote task logs' bucket."""
     mlflow_tracking_uri: str
     """MLflow's in-cluster URL, which tasks log to."""
@@ -216,7 +201,10 @@ class _Env:
         self.literal: dict[str, pulumi.Input[str]] = {
             key: literal.apply(lambda values, key=key: values[key]) for key in placeholder
         }
-        self.literal.update(args.logs.client_env)
+        # The store's client environment, where Airflow's own settings (the region of its log connection) do not
+        # already say the same.
+        for key, value in args.logs.client_env.items():
+            self.literal.setdefault(key, value)
         self.literal.update(self._extra(args, metrics))
 
     @staticmethod

@@ -3,7 +3,6 @@ claim) or postgres (HA, optionally with basic auth), and the move from the first
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -25,6 +24,7 @@ from components.mlflow_server import backends, server
 from components.mlflow_server.backends import PostgresBackend, SqliteBackend
 from components.mlflow_server.migration import migration_job
 from components.mlflow_server.server import PORT, SERVICE_NAME
+from components.object_store import BucketAccess
 from components.secret_store import KubernetesSecrets, SecretStore
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "PORT",
     "SERVICE_NAME",
     "TRACKING_DATABASE",
-    "ArtifactStore",
     "MlflowServer",
     "MlflowServerArgs",
     "PostgresBackend",
@@ -68,18 +67,6 @@ def facts(config: StackConfig) -> ComponentFacts:
 
 
 @dataclass(frozen=True)
-class ArtifactStore:
-    """Where the server proxies artifacts to: a bucket of the ObjectStore and the means to reach it."""
-
-    bucket: pulumi.Input[str]
-    """Physical bucket name."""
-    credentials_secret: pulumi.Input[str]
-    """Secret (in the server's namespace) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
-    client_env: Mapping[str, pulumi.Input[str]]
-    """Non-secret S3 client environment from the ObjectStore (endpoint, region, checksum behaviour)."""
-
-
-@dataclass(frozen=True)
 class MlflowServerArgs:
     """What an MlflowServer needs; built by the composition from typed config."""
 
@@ -87,7 +74,7 @@ class MlflowServerArgs:
     """Namespace the server runs in."""
     backend: SqliteBackend | PostgresBackend
     """Backend store engine."""
-    artifacts: ArtifactStore
+    artifacts: BucketAccess
     """Artifact destination."""
     resources: ResourceSpec
     """Requests and limits of the server container."""

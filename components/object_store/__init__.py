@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -20,6 +21,7 @@ __all__ = [
     "METRICS_PATH",
     "NAMESPACE",
     "S3_PORT",
+    "BucketAccess",
     "BucketConsumer",
     "MinioSettings",
     "ObjectStore",
@@ -67,6 +69,22 @@ class BucketConsumer:
     """Namespace of the consumer's pods, where its credentials Secret is created."""
     buckets: tuple[str, ...]
     """Logical bucket names the consumer may use; every other bucket is denied."""
+
+
+@dataclass(frozen=True)
+class BucketAccess:
+    """One bucket as its consumer reaches it: what a workload needs to read and write it, whatever the engine."""
+
+    bucket: pulumi.Input[str]
+    """Physical bucket name (the engine may prefix the logical one)."""
+    endpoint: pulumi.Input[str]
+    """S3 endpoint URL that workloads in the cluster use."""
+    region: pulumi.Input[str]
+    """S3 region (`auto` on R2)."""
+    credentials_secret: pulumi.Input[str]
+    """Secret in the consumer's namespace with its own AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+    client_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Non-secret environment every S3 client of the store needs (endpoint, region, R2's checksum behaviour)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,7 @@ class ObjectStore(pulumi.ComponentResource):
     """Non-secret environment every S3 client of this store needs (endpoint, region, checksum behaviour)."""
 
     def __init__(self, name: str, args: ObjectStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        self._consumers = {consumer.name: consumer for consumer in args.consumers}
         super().__init__("mlops:object_store:ObjectStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         unknown = {b for c in args.consumers for b in c.buckets} - set(args.buckets)
@@ -183,6 +202,24 @@ class ObjectStore(pulumi.ComponentResource):
                 "credentials_secrets": self.credentials_secrets,
                 "client_env": self.client_env,
             }
+        )
+
+    def access(self, consumer: str, bucket: str | None = None) -> BucketAccess:
+        """How `consumer` reaches `bucket` (by default its only one), with its own credentials."""
+        if consumer not in self._consumers:
+            raise ValueError(f"{consumer!r} is not a consumer of this object store: {sorted(self._consumers)}")
+        allowed = self._consumers[consumer].buckets
+        if bucket is None and len(allowed) != 1:
+            raise ValueError(f"consumer {consumer!r} uses {list(allowed)}: name the bucket")
+        bucket = bucket or allowed[0]
+        if bucket not in allowed:
+            raise ValueError(f"consumer {consumer!r} may not use bucket {bucket!r}, only {list(allowed)}")
+        return BucketAccess(
+            bucket=self.bucket_names[bucket],
+            endpoint=self.endpoint,
+            region=self.region,
+            credentials_secret=self.credentials_secrets[consumer],
+            client_env=self.client_env,
         )
 
 

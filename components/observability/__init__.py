@@ -24,6 +24,7 @@ from components.facts import (
     NodePortTarget,
     PodSecurity,
 )
+from components.object_store import BucketAccess
 from components.observability import log_shipper, logs, metrics
 from components.observability.footprint import FOOTPRINT
 from components.observability.logs import LOKI_PORT
@@ -54,7 +55,6 @@ __all__ = [
     "OPERATOR_WEBHOOK_PORT",
     "PROMETHEUS_PORT",
     "GrafanaSso",
-    "LokiObjectStorage",
     "ObservabilityStack",
     "ObservabilityStackArgs",
     "alertmanager_config",
@@ -98,20 +98,6 @@ def scrape_flow(namespace: str) -> Flow:
 
 
 @dataclass(frozen=True)
-class LokiObjectStorage:
-    """Loki's chunks and index in a bucket of the ObjectStore (s3/r2 engines)."""
-
-    bucket: pulumi.Input[str]
-    """Bucket name."""
-    endpoint: pulumi.Input[str]
-    """S3 endpoint URL."""
-    region: pulumi.Input[str]
-    """S3 region (`auto` on R2)."""
-    credentials_secret: pulumi.Input[str]
-    """Secret in the observability namespace with the bucket consumer's access key pair."""
-
-
-@dataclass(frozen=True)
 class GrafanaSso:
     """Grafana signing users in itself (generic OAuth) with the front door's OpenID Connect provider."""
 
@@ -141,7 +127,7 @@ class ObservabilityStackArgs:
     """Retention, sizes, resources and the alert receiver."""
     storage_class: pulumi.Input[str]
     """The Retain StorageClass every claim uses."""
-    loki_objects: LokiObjectStorage | None = None
+    loki_objects: BucketAccess | None = None
     """Where Loki keeps chunks; None: the filesystem of its claim (dev)."""
     receiver_url: pulumi.Input[str] | None = None
     """Secret webhook or Slack URL Alertmanager notifies (config.alerting.receiver other than none)."""
