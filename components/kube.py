@@ -13,9 +13,9 @@ from components.versions import Chart
 PART_OF = "mlops-platform"
 
 POD_SECURITY_VERSION = "v1.33"
+"""Pod Security Standards version the namespace labels pin, matching the Kubernetes version we validate against."""
 SYNCED_LABEL = "mlops.platform/synced-from-vault"
 """Label the External Secrets Operator puts on Secrets it creates from Vault."""
-"""Pod Security Standards version the namespace labels pin, matching the Kubernetes version we validate against."""
 
 
 def labels(app: str, component: str, instance: str | None = None) -> dict[str, str]:
@@ -210,6 +210,46 @@ def single_writer_statefulset(
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app, "server")),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(app, "server")),
+                spec=pod_spec,
+            ),
+        ),
+        opts=opts,
+    )
+
+
+def one_shot_job(
+    name: str,
+    *,
+    namespace: pulumi.Input[str],
+    job_labels: Mapping[str, str],
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    backoff_limit: int,
+    deadline_seconds: int,
+    opts: pulumi.ResourceOptions,
+    job_name: str | None = None,
+    pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
+    failure_policy: k8s.batch.v1.PodFailurePolicyArgs | None = None,
+) -> k8s.batch.v1.Job:
+    """A Job that runs its pod to completion once; Pulumi waits for it.
+
+    A Job's template is immutable, so any change to it replaces the Job. Without `job_name` the replacement gets a
+    fresh generated name; with one (a name that hashes what the Job runs, say) the caller decides when it is new,
+    and a changed template under the same name needs `delete_before_replace`. `pod_annotations` carry hashes of
+    secret inputs, so rotating one re-runs the Job. `deadline_seconds` bounds every attempt together.
+    """
+    return k8s.batch.v1.Job(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=job_name, namespace=namespace, labels=dict(job_labels), annotations=scanner_skips(pod_spec)
+        ),
+        spec=k8s.batch.v1.JobSpecArgs(
+            backoff_limit=backoff_limit,
+            active_deadline_seconds=deadline_seconds,
+            pod_failure_policy=failure_policy,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=dict(job_labels), annotations=dict(pod_annotations) if pod_annotations else None
+                ),
                 spec=pod_spec,
             ),
         ),

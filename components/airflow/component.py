@@ -562,24 +562,16 @@ def _migration(
         containers=[_container("admin", af.ADMIN_COMMAND, [*env.process(), *env.secret(af.ADMIN_ENV)], MIGRATION_RESOURCES, mounts)],
         volumes=[kube.scratch_volume("home", size="256Mi"), kube.scratch_volume("tmp", size="256Mi")],
     )
-    return k8s.batch.v1.Job(
+    return kube.one_shot_job(
         f"{name}-migration",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=migration_job_name(), namespace=args.namespace, labels=kube.labels(APP, "migration"),
-            annotations=kube.scanner_skips(pod_spec),
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            # On a first `up` the database and its owner are created in the same run: retries cover the wait.
-            backoff_limit=6,
-            active_deadline_seconds=1800,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=kube.labels(APP, "migration"),
-                    annotations={ADMIN_HASH_ANNOTATION: admin_password.apply(_sha256)},
-                ),
-                spec=pod_spec,
-            ),
-        ),
+        job_name=migration_job_name(),
+        namespace=args.namespace,
+        job_labels=kube.labels(APP, "migration"),
+        pod_spec=pod_spec,
+        # On a first `up` the database and its owner are created in the same run: retries cover the wait.
+        backoff_limit=6,
+        deadline_seconds=1800,
+        pod_annotations={ADMIN_HASH_ANNOTATION: admin_password.apply(_sha256)},
         # Same name, changed template (a new admin password): delete the finished Job, then run the new one.
         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=after, delete_before_replace=True)),
     )

@@ -160,30 +160,28 @@ def migration_job(
         opts=child,
     )
     spec = pod_spec(args, backend, source, claim, script)
-    return k8s.batch.v1.Job(
+    return kube.one_shot_job(
         f"{name}-migration",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=job_name(source), namespace=args.namespace, labels=labels, annotations=kube.scanner_skips(spec)
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=BACKOFF_LIMIT,
-            active_deadline_seconds=DEADLINE_SECONDS,
-            pod_failure_policy=k8s.batch.v1.PodFailurePolicyArgs(
-                rules=[
-                    k8s.batch.v1.PodFailurePolicyRuleArgs(
-                        action="FailJob",
-                        on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
-                            container_name="migrate", operator="In", values=list(FAIL_NOW)
-                        ),
+        job_name=job_name(source),
+        namespace=args.namespace,
+        job_labels=labels,
+        pod_spec=spec,
+        backoff_limit=BACKOFF_LIMIT,
+        deadline_seconds=DEADLINE_SECONDS,
+        failure_policy=k8s.batch.v1.PodFailurePolicyArgs(
+            rules=[
+                k8s.batch.v1.PodFailurePolicyRuleArgs(
+                    action="FailJob",
+                    on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
+                        container_name="migrate", operator="In", values=list(FAIL_NOW)
                     ),
-                    # A drained node is not the copy's failure.
-                    k8s.batch.v1.PodFailurePolicyRuleArgs(
-                        action="Ignore",
-                        on_pod_conditions=[k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")],
-                    ),
-                ]
-            ),
-            template=k8s.core.v1.PodTemplateSpecArgs(metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels), spec=spec),
+                ),
+                # A drained node is not the copy's failure.
+                k8s.batch.v1.PodFailurePolicyRuleArgs(
+                    action="Ignore",
+                    on_pod_conditions=[k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")],
+                ),
+            ]
         ),
         # Pulumi waits for completion (no skipAwait): longer than the Job may run, so Pulumi never gives up first.
         opts=pulumi.ResourceOptions.merge(

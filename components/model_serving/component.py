@@ -274,24 +274,16 @@ def _reader(
         ],
         volumes=[kube.scratch_volume()],
     )
-    job = k8s.batch.v1.Job(
-        # No metadata.name: a changed script or model list replaces the Job (its template is immutable) under a
-        # fresh name, and the new Job converges the user and grants again.
+    # No job name: a changed script or model list replaces the Job under a fresh name, and the new Job converges
+    # the user and its grants again; so does a new password (its hash is in the pod's annotations).
+    job = kube.one_shot_job(
         f"{name}-reader-setup",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            namespace=mlflow.namespace, labels=kube.labels(APP, "mlflow-reader"), annotations=kube.scanner_skips(pod_spec)
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=4,
-            active_deadline_seconds=900,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=kube.labels(APP, "mlflow-reader"),
-                    annotations={PASSWORD_HASH_ANNOTATION: password.result.apply(_sha256)},
-                ),
-                spec=pod_spec,
-            ),
-        ),
+        namespace=mlflow.namespace,
+        job_labels=kube.labels(APP, "mlflow-reader"),
+        pod_spec=pod_spec,
+        backoff_limit=4,
+        deadline_seconds=900,
+        pod_annotations={PASSWORD_HASH_ANNOTATION: password.result.apply(_sha256)},
         opts=pulumi.ResourceOptions.merge(
             child, pulumi.ResourceOptions(depends_on=[mlflow.after, *(s.resource for s in stored.values())])
         ),

@@ -199,17 +199,14 @@ class MinioEngine:
             ],
             volumes=[kube.scratch_volume()],
         )
-        return k8s.batch.v1.Job(
-            # No metadata.name: a changed script replaces the Job (its template is immutable) under a fresh name.
+        # No job name: a changed script replaces the Job under a fresh name.
+        return kube.one_shot_job(
             f"{name}-setup",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                namespace=args.namespace, labels=kube.labels("minio", "setup"), annotations=kube.scanner_skips(pod_spec)
-            ),
-            spec=k8s.batch.v1.JobSpecArgs(
-                backoff_limit=4,
-                active_deadline_seconds=900,
-                template=k8s.core.v1.PodTemplateSpecArgs(metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels("minio", "setup")), spec=pod_spec),
-            ),
+            namespace=args.namespace,
+            job_labels=kube.labels("minio", "setup"),
+            pod_spec=pod_spec,
+            backoff_limit=4,
+            deadline_seconds=900,
             # Pulumi waits for the StatefulSet to be ready before starting the Job against it.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[server])),
         )
