@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import StackConfig, VaultConfig
+from components.config import ResourceSpec, StackConfig, VaultConfig
 from components.facts import CHART_RESTRICTED, ComponentFacts, Metrics, NamespaceFact
 from components.versions import CHARTS, IMAGES
 
@@ -35,8 +35,34 @@ TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
 CA_FILE = f"{TLS_DIR}/{CA_KEY}"
 SERVER_CERT_DAYS, SERVER_RENEW_DAYS, CA_YEARS = 365, 30, 10
 """Lifetimes: the server certificate is renewed 30 days before its year ends; Vault reads it at start and on
-SIGHUP (README, "TLS inside the cluster"). The CA lives ten years: every client trusts it, a new one means
-restarting them all."""
+SIGHUP, which the tls-reloader sidecar sends (README, "TLS inside the cluster"). The CA lives ten years: every
+client trusts it, a new one means restarting them all."""
+TLS_RELOAD_CHECK_SECONDS = 60
+"""How often the tls-reloader compares the mounted certificate with the one Vault loaded: the kubelet takes about a
+minute to update a Secret's volume anyway, and the renewal comes 30 days early."""
+TLS_RELOADER_SCRIPT = """\
+# Vault reads its listener's certificate at start and on SIGHUP only. cert-manager renews the Secret 30 days before
+# the certificate expires and the kubelet swaps the mounted files; without a SIGHUP Vault would go on serving the old
+# certificate until it expired and every client refused it. The pod shares its process namespace, so this
+# container (the same non-root user as Vault) sees Vault's process and may signal it.
+set -u
+fingerprint() { sha256sum "$TLS_DIR/tls.crt" "$TLS_DIR/tls.key"; }
+loaded=$(fingerprint)
+echo "tls-reloader: watching $TLS_DIR every ${CHECK_SECONDS}s"
+while sleep "$CHECK_SECONDS"; do
+  current=$(fingerprint) || continue
+  [ "$current" = "$loaded" ] && continue
+  if pkill -HUP -x vault; then
+    echo "tls-reloader: the certificate changed; sent SIGHUP, Vault reloads it"
+    loaded=$current
+  else
+    echo "tls-reloader: the certificate changed but no vault process runs; retrying"
+  fi
+done
+"""
+"""The tls-reloader's shell script (busybox sh in the Vault image); TLS_DIR and CHECK_SECONDS come from its env."""
+TLS_RELOADER_RESOURCES = ResourceSpec({"cpu": "5m", "memory": "8Mi"}, {"cpu": "50m", "memory": "32Mi"})
+"""A shell, `sleep` and `sha256sum` once a minute: 3.1 MiB resident with its `sleep` (tests/test_vault_real.py prints it)."""
 
 
 def facts(config: StackConfig) -> ComponentFacts:
@@ -201,6 +227,23 @@ def raft_config(replicas: int, seal: dict | None = None) -> str:
     )
 
 
+def tls_reloader(repository: str, tag: str) -> dict:
+    """The sidecar that sends Vault SIGHUP when cert-manager has renewed its certificate; the Vault image's own
+    shell, so no other image is pulled. The chart mounts TLS_SECRET's volume as `userconfig-<secret>`."""
+    return {
+        "name": "tls-reloader",
+        "image": f"{repository}:{tag}",
+        "command": ["/bin/sh", "-c", TLS_RELOADER_SCRIPT],
+        "env": [
+            {"name": "TLS_DIR", "value": TLS_DIR},
+            {"name": "CHECK_SECONDS", "value": str(TLS_RELOAD_CHECK_SECONDS)},
+        ],
+        "resources": TLS_RELOADER_RESOURCES.as_k8s(),
+        "securityContext": dict(kube.RESTRICTED_CONTAINER),
+        "volumeMounts": [{"name": f"userconfig-{TLS_SECRET}", "mountPath": TLS_DIR, "readOnly": True}],
+    }
+
+
 def chart_values(args: VaultServerArgs, seal: tuple[pulumi.Resource, pulumi.Output[str]] | None) -> dict:
     config = args.config
     repository, tag = IMAGES["vault"].rsplit(":", 1)
@@ -238,6 +281,9 @@ def chart_values(args: VaultServerArgs, seal: tuple[pulumi.Resource, pulumi.Outp
         "extraVolumes": [{"type": "secret", "name": TLS_SECRET, "defaultMode": 0o440}],
         # The pods' own CLI (VAULT_ADDR is https://127.0.0.1:8200, a name the certificate carries) verifies Vault.
         "extraEnvironmentVars": {"VAULT_CACERT": CA_FILE},
+        # A renewed certificate reaches Vault without a restart: the tls-reloader signals it (TLS_RELOADER_SCRIPT).
+        "shareProcessNamespace": True,
+        "extraContainers": [tls_reloader(repository, tag)],
         "ha": {
             "enabled": True,
             "replicas": config.replicas,

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real tools the tests run against the rendered manifests and scripts (promtool and amtool check the alerting).
-DEBIAN_PACKAGES=(shellcheck postgresql redis-server openssl rclone sqlite3 prometheus prometheus-alertmanager)
+# Real tools the tests run against the rendered manifests and scripts (promtool and amtool check the alerting;
+# procps gives pkill, as busybox does in the Vault image, for the tls-reloader).
+DEBIAN_PACKAGES=(shellcheck postgresql redis-server openssl rclone sqlite3 prometheus prometheus-alertmanager procps)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

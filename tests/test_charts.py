@@ -195,3 +195,4 @@ def test_the_objects_of_vaults_tls_validate_against_the_charts_crds():
     schemas = stack_crd_schemas("prod")
     problems = {describe(obj): custom_resource_problems(obj, schemas) for obj in objects}
     assert {name: p if p is not None else "no CRD describes this kind" for name, p in problems.items() if p != []} == {}
+

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -130,31 +131,41 @@ def laptop_config(
     return config
 
 
-def tls_material(prod: Rendering, directory: Path) -> Path:
+def tls_material(prod: Rendering, directory: Path, keep_ca_key: Path | None = None) -> Path:
     """The Secret vault-tls as cert-manager fills it, made by openssl from the rendered chain: an ECDSA P-256 CA
-    (CA:TRUE, keyCertSign/cRLSign), and a server certificate it signs with exactly the rendered Certificate's DNS
-    names and IP addresses, for serverAuth. Files named as the Secret's keys: tls.crt, tls.key, ca.crt."""
-    openssl = require_binary(shutil.which("openssl"), "openssl (Debian package openssl)")
-    server = next(r for r in prod.resources if r.type == "kubernetes:cert-manager.io/v1:Certificate" and r.name == "vault-tls-server").inputs["spec"]
+    (CA:TRUE, keyCertSign/cRLSign), and a server certificate it signs (issue_server_certificate). Files named as the
+    Secret's keys: tls.crt, tls.key, ca.crt. The CA's key is deleted, or moved to `keep_ca_key` to renew with."""
     directory.mkdir(parents=True, exist_ok=True)
+    openssl(directory, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=mlops-platform Vault CA (mlops-vault)",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+    issue_server_certificate(prod, directory, directory / "ca.key")
+    if keep_ca_key:
+        shutil.move(directory / "ca.key", keep_ca_key)
+    else:
+        (directory / "ca.key").unlink()  # only cert-manager holds the CA's key (Secret vault-ca)
+    return directory
+
+
+def issue_server_certificate(prod: Rendering, directory: Path, ca_key: Path) -> None:
+    """A new key and server certificate in `directory`, signed by its ca.crt and `ca_key`, with exactly the rendered
+    Certificate's common name, DNS names and IP addresses, for serverAuth: what cert-manager issues, and reissues
+    on renewal (the Certificate's rotationPolicy makes a new key each time)."""
+    server = next(r for r in prod.resources if r.type == "kubernetes:cert-manager.io/v1:Certificate" and r.name == "vault-tls-server").inputs["spec"]
     sans = ",".join([*(f"DNS:{n}" for n in server["dnsNames"]), *(f"IP:{ip}" for ip in server["ipAddresses"])])
-
-    def run(*args: str) -> None:
-        result = subprocess.run([str(openssl), *args], cwd=directory, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=mlops-platform Vault CA (mlops-vault)",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "tls.key",
-        "-out", "tls.csr", "-subj", f"/CN={server['commonName']}")
+    openssl(directory, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "tls.key",
+            "-out", "tls.csr", "-subj", f"/CN={server['commonName']}")
     (directory / "ext.cnf").write_text(
         f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n"
     )
-    run("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "365",
-        "-extfile", "ext.cnf", "-out", "tls.crt")
-    (directory / "ca.key").unlink()  # only cert-manager holds the CA's key (Secret vault-ca)
-    return directory
+    openssl(directory, "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "365", "-extfile", "ext.cnf", "-out", "tls.crt")
+
+
+def openssl(directory: Path, *args: str) -> None:
+    binary = require_binary(shutil.which("openssl"), "openssl (Debian package openssl)")
+    result = subprocess.run([str(binary), *args], cwd=directory, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 # --- moto: KMS (auto-unseal) and S3 (backups) ---------------------------------------------------------------------
@@ -828,3 +839,98 @@ def test_a_peer_joins_over_tls_verifying_the_leader_with_the_ca_and_a_peer_with_
         assert "vault-2" not in {p["node_id"] for p in peers}
     print(f"\nVAULT raft over TLS: vault-1 joined vault-0 and was unsealed {joined:.1f}s after it was created; vault-2 "
           "(another CA) refused vault-0's certificate")
+
+
+# --- Certificate renewal: the tls-reloader sidecar ------------------------------------------------------------------
+
+
+def reloader_container(prod: Rendering) -> dict:
+    return next(c for c in release_values(prod)["server"]["extraContainers"] if c["name"] == "tls-reloader")
+
+
+def served_certificate(node: VaultNode) -> bytes:
+    """The certificate the listener presents now (DER), verified against the CA."""
+    with (
+        socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw,
+        node.tls().wrap_socket(raw, server_hostname="localhost") as wrapped,
+    ):
+        return wrapped.getpeercert(binary_form=True)
+
+
+def certificate_file(directory: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert((directory / "tls.crt").read_text())
+
+
+def renew(prod: Rendering, node: VaultNode, ca_key: Path, version: str) -> Path:
+    """cert-manager renews vault-tls (same CA, new key and certificate) and the kubelet swaps the mounted files at
+    once: here a new directory, and the mount point `tls` a symlink replaced in one rename (the kubelet's `..data`)."""
+    directory = node.root / f"tls-{version}"
+    directory.mkdir()
+    shutil.copy(node.ca, directory / "ca.crt")
+    issue_server_certificate(prod, directory, ca_key)
+    (node.root / "tls-next").symlink_to(directory.name)
+    os.replace(node.root / "tls-next", node.root / "tls")
+    return directory
+
+
+def resident_kib(pid: int) -> int:
+    """VmRSS of a process and its children (the shell and its `sleep`)."""
+    total = 0
+    for candidate in [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        status = Path(f"/proc/{candidate}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    return total
+
+
+def test_a_renewed_certificate_is_served_without_a_restart_once_the_reloader_signals_vault(prod, aws, tmp_path):
+    """Vault keeps serving the certificate it started with when the mounted one is renewed; the tls-reloader,
+    run with its rendered command and environment, sends SIGHUP and the same process serves the renewed one."""
+    container = reloader_container(prod)
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert release_values(prod)["server"]["shareProcessNamespace"] is True  # the sidecar sees Vault's process
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"TLS_DIR": TLS_DIR, "CHECK_SECONDS": "60"}
+    require_binary(shutil.which("pkill"), "pkill (Debian package procps; busybox's in the Vault image)")
+
+    ca_key = tmp_path / "ca.key"
+    node = new_node(prod, aws, tmp_path / "vault-0", tls_from=tls_material(prod, tmp_path / "issued", keep_ca_key=ca_key))
+    # The mount point becomes a symlink to the first version, as the kubelet lays out a Secret volume.
+    os.rename(node.root / "tls", node.root / "tls-v1")
+    (node.root / "tls").symlink_to("tls-v1")
+    reloader = None
+    with running(node):
+        first = served_certificate(node)
+        assert first == certificate_file(node.root / "tls-v1")
+
+        # Without the sidecar: renewed on disk, the old certificate is still served (why the sidecar exists).
+        renew(prod, node, ca_key, "v2")
+        time.sleep(3)
+        assert served_certificate(node) == first
+
+        # The laptop's one difference: a check every second, not every minute.
+        reloader = start([*container["command"]], {**env, "TLS_DIR": str(node.root / "tls"), "CHECK_SECONDS": "1",
+                                                    "PATH": "/usr/bin:/bin"}, tmp_path / "reloader.log")
+        time.sleep(1.5)
+        renewed = certificate_file(renew(prod, node, ca_key, "v3"))
+        started = time.monotonic()
+        while (served := served_certificate(node)) == first:
+            assert time.monotonic() - started < 30, (tmp_path / "reloader.log").read_text() + node.log()
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        assert served == renewed
+        assert node.process.poll() is None  # the same server process, never restarted
+        assert node.api("GET", "sys/seal-status")[0] == 200
+        rss = resident_kib(reloader.pid)
+        stop(reloader)
+    log = (tmp_path / "reloader.log").read_text()
+    assert "sent SIGHUP" in log, log
+    print(f"\nVAULT TLS RENEWAL: without the reloader the old certificate stays served; with it the renewed one is "
+          f"served {took:.1f} s after the swap (checks every 1 s here, {env['CHECK_SECONDS']} s rendered), same process; "
+          f"reloader resident {rss} KiB")
+
+
+def test_the_reloader_script_passes_shellcheck(prod):
+    shellcheck = require_binary(shutil.which("shellcheck"), "shellcheck (Debian package shellcheck)")
+    script = reloader_container(prod)["command"][2]
+    result = subprocess.run([str(shellcheck), "--shell=sh", "-"], input=script, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout

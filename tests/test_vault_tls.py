@@ -16,7 +16,7 @@ from components.backups.vault_snapshot import CA_FILE as JOB_CA_FILE
 from components.cert_manager import RELEASE
 from components.config import parse_stack_config
 from components.plan import VAULT_INSTALL, needs_cert_manager, platform_plan
-from components.vault_server import CA_KEY, TLS_DIR, TLS_SECRET
+from components.vault_server import CA_KEY, TLS_DIR, TLS_SECRET, VAULT_UID
 from tests.support import chart_objects, pod_spec
 from tools.render import ROOT, Rendering, render_stack, unwrap_secrets
 
@@ -150,7 +150,7 @@ def test_the_chart_mounts_the_certificate_where_the_listener_reads_it_and_speaks
     objects = chart_objects(prod, "vault-chart")
     (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
     pod = statefulset["spec"]["template"]["spec"]
-    (server,) = pod["containers"]
+    (server,) = [c for c in pod["containers"] if c["name"] == "vault"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     (mount,) = [m for m in server["volumeMounts"] if m["mountPath"] == TLS_DIR]
     assert volumes[mount["name"]]["secret"]["secretName"] == TLS_SECRET
@@ -278,3 +278,21 @@ def test_pulumi_verifies_a_deployed_vault_with_its_ca_even_when_the_file_is_not_
     assert plan_of("prod", vault=vault).config.vault.provider_ca_file == "vault-ca.crt"
     external = {"deploy": False, "autoUnseal": False, "address": "https://vault.example.com", "clusterAddress": "https://vault.example.com"}
     assert plan_of("prod", vault=external).config.vault.provider_ca_file == ""
+
+
+def test_the_tls_reloader_sees_vaults_process_and_the_mounted_certificate(prod):
+    """The sidecar that sends Vault SIGHUP after a renewal (tests/test_vault_real.py runs its script) only works if
+    the rendered pod shares its process namespace, runs it as Vault's user, and mounts the Secret where it looks."""
+    objects = chart_objects(prod, "vault-chart")
+    (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
+    pod = statefulset["spec"]["template"]["spec"]
+    assert pod["shareProcessNamespace"] is True
+    assert sorted(c["name"] for c in pod["containers"]) == ["tls-reloader", "vault"]
+    vault, reloader = (next(c for c in pod["containers"] if c["name"] == name) for name in ("vault", "tls-reloader"))
+    assert "runAsUser" not in reloader["securityContext"] and pod["securityContext"]["runAsUser"] == VAULT_UID
+    assert reloader["image"] == vault["image"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = reloader["volumeMounts"]
+    assert volumes[mount["name"]]["secret"]["secretName"] == TLS_SECRET and mount["readOnly"] is True
+    assert {e["name"]: e["value"] for e in reloader["env"]}["TLS_DIR"] == mount["mountPath"] == TLS_DIR
+    assert {"name": mount["name"], "mountPath": TLS_DIR} in [{k: m[k] for k in ("name", "mountPath")} for m in vault["volumeMounts"]]

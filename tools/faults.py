@@ -310,6 +310,13 @@ CATALOGUE: tuple[Fault, ...] = (
     F("tls-monitor-skips-verify", "secrets", "Prometheus scrapes Vault without verifying its certificate",
       '"serverName": f"{vault_server.SERVICE}.{namespace}.svc",', '"insecureSkipVerify": True,', ("tests/test_vault_tls.py",),
       "components/monitoring/__init__.py"),
+    F("tls-renewal-never-loaded", "secrets",
+      "the tls-reloader cannot see Vault's process: a renewed certificate is never loaded and clients refuse Vault a year on",
+      '"shareProcessNamespace": True,', '"shareProcessNamespace": False,', ("tests/test_vault_tls.py",),
+      "components/vault_server.py"),
+    F("tls-reloader-signals-nothing", "secrets", "the tls-reloader signals a process name that does not exist",
+      "if pkill -HUP -x vault; then", "if pkill -HUP -x vault-server; then", ("tests/test_vault_real.py",),
+      "components/vault_server.py"),
 )
 
 

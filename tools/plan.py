@@ -127,6 +127,8 @@ def _charts(rendering: Rendering, nodes: int) -> Iterator[Workload]:
     if "vault-chart" in releases:
         server = releases["vault-chart"]["server"]
         yield _spec("Vault", "server (raft peer)", int(server["ha"]["replicas"]), server["resources"])
+        for sidecar in server.get("extraContainers") or []:
+            yield _spec("Vault", f"{sidecar['name']} sidecar", int(server["ha"]["replicas"]), sidecar["resources"])
     if "secrets-operator" in releases:
         operator = releases["secrets-operator"]
         for part, resources in (("controller", operator["resources"]), ("webhook", operator["webhook"]["resources"]),
