@@ -31,7 +31,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from components import airflow as af
 from components import mlflow_server
@@ -43,6 +42,7 @@ from tests.realservers import (
     container_command,
     container_env,
     free_port,
+    moto_server,
     needs_debian,
     postgres_bin,
     postgres_server,
@@ -162,15 +162,12 @@ def airflow_bin() -> Path:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
-                          aws_access_key_id="airflow-logs-user", aws_secret_access_key="airflow-logs-secret")
-    for bucket in ("mlflow-artifacts", af.LOGS_BUCKET):
-        client.create_bucket(Bucket=bucket)
-    yield {"port": port, "client": client}
-    moto.stop()
+    with moto_server() as moto:
+        client = boto3.client("s3", endpoint_url=moto.endpoint, region_name=REGION,
+                              aws_access_key_id="airflow-logs-user", aws_secret_access_key="airflow-logs-secret")
+        for bucket in ("mlflow-artifacts", af.LOGS_BUCKET):
+            client.create_bucket(Bucket=bucket)
+        yield {"port": moto.port, "client": client}
 
 
 @pytest.fixture(scope="module")

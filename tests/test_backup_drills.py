@@ -18,14 +18,13 @@ import time
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.realservers import (
     LocalMapping,
     apply_declared_roles_and_databases,
     container_command,
     container_env,
-    free_port,
+    moto_server,
     needs_debian,
     postgres_bin,
     postgres_server,
@@ -51,13 +50,9 @@ def run(argv: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def s3():
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="drill", aws_secret_access_key="drill")
-    yield endpoint, client
-    server.stop()
+    with moto_server() as moto:
+        client = boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1", aws_access_key_id="drill", aws_secret_access_key="drill")
+        yield moto.endpoint, client
 
 
 def cron_job(rendering, backup: str) -> dict:

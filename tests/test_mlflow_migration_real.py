@@ -29,7 +29,6 @@ import boto3
 import pytest
 import sqlalchemy as sa
 import yaml
-from moto.server import ThreadedMotoServer
 
 from components.mlflow_migration import MOUNT_DIR, SCRIPT, SCRIPT_KEY, TARGET_ENV, WORKDIR, job_command
 from components.mlflow_server import SqliteBackend
@@ -40,6 +39,7 @@ from tests.realservers import (
     container_env,
     ensure_bucket,
     free_port,
+    moto_server,
     postgres_bin,
     postgres_server,
     resolve_to_loopback,
@@ -84,11 +84,8 @@ def postgres_installed():
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as moto:
+        yield moto.endpoint
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from base64 import b64encode
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.realservers import (
     LocalMapping,
@@ -30,6 +29,7 @@ from tests.realservers import (
     container_env,
     ensure_bucket,
     free_port,
+    moto_server,
     needs_debian,
     postgres_bin,
     postgres_server,
@@ -59,13 +59,10 @@ def site(renderings, tmp_path_factory):
     prod = renderings["prod"]
     deployment = prod.find(kind="Deployment", name="mlflow").manifest(redact=False)
     root = tmp_path_factory.mktemp("mlflow-prod")
-    moto_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    with postgres_server() as pg:
+    with moto_server() as moto, postgres_server() as pg:
         apply_declared_roles_and_databases(prod, pg["admin"])
         mapping = LocalMapping(
-            text={IN_CLUSTER_POSTGRES: f"127.0.0.1:{pg['port']}", AWS_S3: f"http://127.0.0.1:{moto_port}"},
+            text={IN_CLUSTER_POSTGRES: f"127.0.0.1:{pg['port']}", AWS_S3: moto.endpoint},
         )
         auth_dir, tmp = root / "auth", root / "tmp"
         auth_dir.mkdir()
@@ -86,7 +83,6 @@ def site(renderings, tmp_path_factory):
             "init_argv": container_command(init, mapping), "init_env": container_env(init, prod, NAMESPACE, mapping),
             "admin": (auth["admin-username"], auth["admin-password"]),
         }
-    moto.stop()
 
 
 def start_replica(site, name: str) -> tuple[subprocess.Popen, int]:

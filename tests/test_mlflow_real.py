@@ -17,10 +17,18 @@ import urllib.request
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from components.versions import MLFLOW_VERSION
-from tests.realservers import LocalMapping, container_command, container_env, free_port, start, stop, wait_for_http
+from tests.realservers import (
+    LocalMapping,
+    container_command,
+    container_env,
+    free_port,
+    moto_server,
+    start,
+    stop,
+    wait_for_http,
+)
 from tests.support import container
 
 NAMESPACE = "mlops-mlflow"
@@ -29,11 +37,8 @@ IN_CLUSTER_S3 = "http://minio.mlops-storage.svc.cluster.local:9000"
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as moto:
+        yield moto.endpoint
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from components import mlflow_server
@@ -45,6 +44,7 @@ from tests.realservers import (
     container_env,
     ensure_bucket,
     free_port,
+    moto_server,
     postgres_bin,
     postgres_server,
     resolve_to_loopback,
@@ -315,31 +315,29 @@ def dev_mlflow(renderings, tmp_path_factory):
     root = tmp_path_factory.mktemp("serving-mlflow")
     for directory in ("data", "tmp"):
         (root / directory).mkdir()
-    moto_port, port = free_port(), free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    mapping = LocalMapping(
-        paths={"/mlflow": root / "data", "/tmp": root / "tmp"},
-        text={IN_CLUSTER_S3: f"http://{STORAGE_HOST}:{moto_port}", ":30500": f":{port}"},
-    )
-    server = container(deployment, "mlflow")
-    argv = container_command(server, mapping)
-    argv[argv.index("--port") + 1] = str(port)
-    env = {**container_env(server, dev, NAMESPACE, mapping), **cluster_dns(root, STORAGE_HOST)}
-    boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    ).create_bucket(Bucket="mlflow-artifacts")
-    init = container(deployment, "db-upgrade")
-    subprocess.run(container_command(init, mapping), env=container_env(init, dev, NAMESPACE, mapping), check=True,
-                   capture_output=True, timeout=180)
-    process = start(argv, env, root / "server.log")
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", process, timeout=120)
-        yield {"port": port, "url": f"http://localhost:{port}", "root": root}
-    finally:
-        stop(process)
-        moto.stop()
+    port = free_port()
+    with moto_server() as moto:
+        mapping = LocalMapping(
+            paths={"/mlflow": root / "data", "/tmp": root / "tmp"},
+            text={IN_CLUSTER_S3: f"http://{STORAGE_HOST}:{moto.port}", ":30500": f":{port}"},
+        )
+        server = container(deployment, "mlflow")
+        argv = container_command(server, mapping)
+        argv[argv.index("--port") + 1] = str(port)
+        env = {**container_env(server, dev, NAMESPACE, mapping), **cluster_dns(root, STORAGE_HOST)}
+        boto3.client(
+            "s3", endpoint_url=moto.endpoint, region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket="mlflow-artifacts")
+        init = container(deployment, "db-upgrade")
+        subprocess.run(container_command(init, mapping), env=container_env(init, dev, NAMESPACE, mapping), check=True,
+                       capture_output=True, timeout=180)
+        process = start(argv, env, root / "server.log")
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/health", process, timeout=120)
+            yield {"port": port, "url": f"http://localhost:{port}", "root": root}
+        finally:
+            stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -580,43 +578,38 @@ def prod_mlflow(prod_serving, tmp_path_factory):
     prod = prod_serving
     deployment = prod.find(kind="Deployment", name="mlflow").manifest(redact=False)
     root = tmp_path_factory.mktemp("serving-mlflow-prod")
-    moto_port, port = free_port(), free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    try:
-        with postgres_server() as pg:
-            apply_declared_roles_and_databases(prod, pg["admin"])
-            text = {
-                PROD_POSTGRES: f"127.0.0.1:{pg['port']}", AWS_S3: f"http://127.0.0.1:{moto_port}",
-                # The rendered URIs say postgresql://, which SQLAlchemy >= 2.1 binds to psycopg 3, through which MLflow
-                # 3.15.1 cannot set an alias ("operator does not exist: integer = character varying"). psycopg2 is
-                # the driver MLflow's [db] extra ships; reported, to be fixed where the URI is generated.
-                "postgresql://": "postgresql+psycopg2://",
-            }
-            auth_dir, tmp = root / "auth", root / "tmp"
-            auth_dir.mkdir()
-            tmp.mkdir()
-            auth = secret_data(prod, NAMESPACE, "mlflow-auth")
-            (auth_dir / "basic_auth.ini").write_text(LocalMapping(text=text).apply(auth["basic_auth.ini"]))
-            mapping = LocalMapping(paths={"/etc/mlflow/auth": auth_dir, "/tmp": tmp}, text=text)
-            server = container(deployment, "mlflow")
-            env = container_env(server, prod, NAMESPACE, mapping)
-            client = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                                  aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-            ensure_bucket(client, PROD_BUCKET, env["AWS_DEFAULT_REGION"])
-            init = container(deployment, "db-upgrade")
-            subprocess.run(container_command(init, mapping), env=container_env(init, prod, NAMESPACE, mapping),
-                           check=True, capture_output=True, timeout=300)
-            argv = container_command(server, mapping)
-            argv[argv.index("--port") + 1] = str(port)
-            process = start(argv, env, root / "server.log")
-            try:
-                wait_for_http(f"http://127.0.0.1:{port}/health", process, timeout=180)
-                yield {"port": port, "url": f"http://{MLFLOW_HOST}:{port}", "admin": (auth["admin-username"], auth["admin-password"])}
-            finally:
-                stop(process)
-    finally:
-        moto.stop()
+    port = free_port()
+    with moto_server() as moto, postgres_server() as pg:
+        apply_declared_roles_and_databases(prod, pg["admin"])
+        text = {
+            PROD_POSTGRES: f"127.0.0.1:{pg['port']}", AWS_S3: moto.endpoint,
+            # The rendered URIs say postgresql://, which SQLAlchemy >= 2.1 binds to psycopg 3, through which MLflow
+            # 3.15.1 cannot set an alias ("operator does not exist: integer = character varying"). psycopg2 is
+            # the driver MLflow's [db] extra ships; reported, to be fixed where the URI is generated.
+            "postgresql://": "postgresql+psycopg2://",
+        }
+        auth_dir, tmp = root / "auth", root / "tmp"
+        auth_dir.mkdir()
+        tmp.mkdir()
+        auth = secret_data(prod, NAMESPACE, "mlflow-auth")
+        (auth_dir / "basic_auth.ini").write_text(LocalMapping(text=text).apply(auth["basic_auth.ini"]))
+        mapping = LocalMapping(paths={"/etc/mlflow/auth": auth_dir, "/tmp": tmp}, text=text)
+        server = container(deployment, "mlflow")
+        env = container_env(server, prod, NAMESPACE, mapping)
+        client = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                              aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+        ensure_bucket(client, PROD_BUCKET, env["AWS_DEFAULT_REGION"])
+        init = container(deployment, "db-upgrade")
+        subprocess.run(container_command(init, mapping), env=container_env(init, prod, NAMESPACE, mapping),
+                       check=True, capture_output=True, timeout=300)
+        argv = container_command(server, mapping)
+        argv[argv.index("--port") + 1] = str(port)
+        process = start(argv, env, root / "server.log")
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/health", process, timeout=180)
+            yield {"port": port, "url": f"http://{MLFLOW_HOST}:{port}", "admin": (auth["admin-username"], auth["admin-password"])}
+        finally:
+            stop(process)
 
 
 def run_reader_job(rendering: Rendering, mlflow_port: int, root: Path) -> subprocess.CompletedProcess:

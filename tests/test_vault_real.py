@@ -35,7 +35,6 @@ from threading import Thread
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from components.backups.vault_snapshot import CA_DIR as JOB_CA_DIR
 from components.secret_sync import SNAPSHOT_ACCOUNT, SNAPSHOT_ROLE
@@ -46,6 +45,7 @@ from tests.realservers import (
     container_env,
     free_port,
     kill,
+    moto_server,
     require_binary,
     runbook_command,
     start,
@@ -183,23 +183,20 @@ class Aws:
 
 @pytest.fixture(scope="module")
 def aws(prod) -> Iterator[Aws]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    region = re.search(r'region\s*=\s*"([^"]+)"', chart_config(prod)).group(1)
-    credentials = {"aws_access_key_id": "moto", "aws_secret_access_key": "moto", "region_name": region}
-    kms = boto3.client("kms", endpoint_url=endpoint, **credentials)
-    declared = prod.find(type="aws:kms/key:Key").inputs
-    key = kms.create_key(Description=declared["description"])["KeyMetadata"]["KeyId"]
-    if declared["enableKeyRotation"]:
-        kms.enable_key_rotation(KeyId=key)
-    upload = backup_cron_job(prod)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    bucket = next(e["value"] for e in upload["env"] if e["name"] == "BACKUP_BUCKET")
-    s3 = boto3.client("s3", endpoint_url=endpoint, **credentials)
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-    yield Aws(endpoint, region, key, bucket, s3, kms)
-    server.stop()
+    with moto_server() as moto:
+        endpoint = moto.endpoint
+        region = re.search(r'region\s*=\s*"([^"]+)"', chart_config(prod)).group(1)
+        credentials = {"aws_access_key_id": "moto", "aws_secret_access_key": "moto", "region_name": region}
+        kms = boto3.client("kms", endpoint_url=endpoint, **credentials)
+        declared = prod.find(type="aws:kms/key:Key").inputs
+        key = kms.create_key(Description=declared["description"])["KeyMetadata"]["KeyId"]
+        if declared["enableKeyRotation"]:
+            kms.enable_key_rotation(KeyId=key)
+        upload = backup_cron_job(prod)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        bucket = next(e["value"] for e in upload["env"] if e["name"] == "BACKUP_BUCKET")
+        s3 = boto3.client("s3", endpoint_url=endpoint, **credentials)
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        yield Aws(endpoint, region, key, bucket, s3, kms)
 
 
 # --- A Vault server pod as local processes -------------------------------------------------------------------------
