@@ -10,11 +10,14 @@ import pulumi
 
 from components import kube
 from components.config import ResourceSpec, StackConfig
-from components.facts import ANYWHERE, ComponentFacts, Flow, NamespaceFact
+from components.facts import ANYWHERE, ComponentFacts, Flow, Metrics, NamespaceFact
 from components.versions import CHARTS
 
 NAMESPACE = "cert-manager"
 WEBHOOK_PORT = 10250
+METRICS_PORT = 9402
+"""The controller's Prometheus metrics (container port `http-metrics`): every Certificate's readiness, expiry and
+renewal time, which the platform's certificate alerts watch (components/monitoring/alerts.py)."""
 RELEASE = "cnpg-backup-cert-manager"
 """Helm release name, which prefixes every object the chart renders. It is the name of the first install (made for
 the barman-cloud plugin); renaming the release would rename and so recreate every cert-manager object."""
@@ -23,11 +26,13 @@ _OLD_PARENT = "mlops:cnpg_backup_plugin:CnpgBackupPlugin"
 
 
 def facts(config: StackConfig) -> ComponentFacts:
-    """cert-manager runs in its own namespace; its webhook on WEBHOOK_PORT is called by the API server."""
+    """cert-manager runs in its own namespace; its webhook on WEBHOOK_PORT is called by the API server; Prometheus
+    scrapes the controller on METRICS_PORT."""
     return ComponentFacts(
         "cert-manager",
         namespaces=(NamespaceFact(NAMESPACE),),
         flows=(Flow("cert-manager-webhook", NAMESPACE, (WEBHOOK_PORT,), (ANYWHERE,)),),
+        metrics=(Metrics(NAMESPACE, METRICS_PORT),),
     )
 
 

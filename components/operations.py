@@ -9,6 +9,7 @@ import pulumi
 from components import airflow as airflow_module
 from components import backups as backup_jobs
 from components import (
+    cert_manager,
     mlflow_server,
     model_serving,
     object_store,
@@ -125,6 +126,7 @@ def monitoring_args(
             vault_namespace=names[vault_server.NAMESPACE] if plan.monitors("vault") else None,
             serving_namespace=names[model_serving.NAMESPACE] if plan.monitors("serving") else None,
             airflow_namespace=names[airflow_module.NAMESPACE] if plan.monitors("airflow") else None,
+            cert_manager_namespace=names[cert_manager.NAMESPACE] if plan.monitors("cert-manager") else None,
         ),
     )
 

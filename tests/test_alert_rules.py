@@ -81,6 +81,7 @@ def test_the_alert_set_per_stack(dev, prod):
         "PVCAlmostFull", "PVCFillingSoon", "BackupStale", "BackupJobFailed",
         "PostgresWalArchivingFailing", "PostgresBaseBackupFailed", "PostgresBaseBackupStale",
         "MlflowDown", "TemporalDown", "PostgresDown", "PostgresInstanceDown", "VaultSealed", "VaultDown",
+        "CertificateNotReady", "CertificateRenewalOverdue", "CertificateExpiresSoon", "CertManagerDown",
     }
     # One staleness alert per backup CronJob the stack runs.
     assert {r["labels"]["backup"] for r in rules_by_alert(rule_groups(dev))["BackupStale"]} == {
@@ -186,6 +187,7 @@ DEV_CASES = [
      [series("airflow_dagrun_failed_duration_seconds_count", {**EXAMPLE_DAG, "pod": "airflow-statsd-0"}, "3x40")], [("30m", None)]),
 ]
 PODS = {"namespace": DATA, "pod": "postgres-1"}
+VAULT_CERT = {"namespace": "mlops-vault", "name": "vault"}
 BASE_STALE_MINUTES = (86400 + 3 * 3600) // 60
 PROD_CASES = [
     ("archiving fails after the last success", "PostgresWalArchivingFailing", "1m",
@@ -215,6 +217,31 @@ PROD_CASES = [
     ("vault answers", "VaultDown", "1m", [series("up", {"namespace": "mlops-vault", "pod": "vault-0"}, "1x20")], [("15m", None)]),
     ("a base backup every day", "PostgresBaseBackupStale", "1m",
      [series("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp", PODS, "0x1439 86400x600")], [("2000m", None)]),
+    # cert-manager's series carry the Certificate's namespace and name (the PodMonitor honours them).
+    ("a certificate stays not ready", "CertificateNotReady", "1m",
+     [series("certmanager_certificate_ready_status", {**VAULT_CERT, "condition": "False"}, "1x40"),
+      series("certmanager_certificate_ready_status", {**VAULT_CERT, "condition": "True"}, "0x40")],
+     [("10m", None), ("20m", VAULT_CERT)]),
+    ("a ready certificate", "CertificateNotReady", "1m",
+     [series("certmanager_certificate_ready_status", {**VAULT_CERT, "condition": "False"}, "0x40"),
+      series("certmanager_certificate_ready_status", {**VAULT_CERT, "condition": "True"}, "1x40")],
+     [("30m", None)]),
+    # promtool's clock starts at 0: a renewal time of 0 is due at once, overdue after 24 h, alerting an hour on.
+    ("renewal keeps failing", "CertificateRenewalOverdue", "1m",
+     [series("certmanager_certificate_renewal_timestamp_seconds", VAULT_CERT, "0x1600")], [("1400m", None), ("1520m", VAULT_CERT)]),
+    ("renewal is not due yet", "CertificateRenewalOverdue", "1m",
+     [series("certmanager_certificate_renewal_timestamp_seconds", VAULT_CERT, "100000x1600")], [("1520m", None)]),
+    # Expiry at 1,000,000 s: under 7 days left from 395,200 s (6587 min), alerting an hour on.
+    ("a certificate close to expiry", "CertificateExpiresSoon", "1m",
+     [series("certmanager_certificate_expiration_timestamp_seconds", VAULT_CERT, "1000000x6800")],
+     [("6500m", None), ("6700m", VAULT_CERT)]),
+    ("a certificate far from expiry", "CertificateExpiresSoon", "1m",
+     [series("certmanager_certificate_expiration_timestamp_seconds", VAULT_CERT, "2000000x6800")], [("6700m", None)]),
+    ("cert-manager stops answering scrapes", "CertManagerDown", "1m",
+     [series("up", {"namespace": "mlops-cert-manager", "pod": "cert-manager-0"}, "1 0x20")],
+     [("4m", None), ("8m", {"namespace": "mlops-cert-manager"})]),
+    ("cert-manager answers", "CertManagerDown", "1m",
+     [series("up", {"namespace": "mlops-cert-manager", "pod": "cert-manager-0"}, "1x20")], [("15m", None)]),
 ]
 CASES = {"dev": DEV_CASES, "prod": PROD_CASES}
 
@@ -402,6 +429,10 @@ SERVED_METRICS = {
     "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp": "plugin-barman-cloud docs 'Observability'",
     "barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp": "plugin-barman-cloud docs 'Observability'",
     "vault_core_unsealed": "Vault docs 'Telemetry metrics reference' (core)",
+    # cert-manager's controller (pkg/metrics): {name, namespace} of each Certificate, ready_status also {condition}.
+    "certmanager_certificate_ready_status": "cert-manager docs 'Prometheus Metrics', pkg/metrics",
+    "certmanager_certificate_renewal_timestamp_seconds": "cert-manager docs 'Prometheus Metrics', pkg/metrics",
+    "certmanager_certificate_expiration_timestamp_seconds": "cert-manager docs 'Prometheus Metrics', pkg/metrics",
     "kube_deployment_status_replicas_unavailable": "kube-state-metrics docs/metrics/workload/deployment-metrics.md",
     "model_serving_requests_total": "the serving app (components/model_serving/app.py), real scrape",
     "model_serving_request_duration_seconds_bucket": "the serving app, real scrape",
@@ -434,3 +465,14 @@ def test_metric_names_in_alerts_and_dashboards_are_served(renderings):
 
 def test_metric_name_extraction_sees_through_promql():
     assert metric_names('sum by (le) (rate(a_b{x="y{"}[5m])) / on (pod) c > 3 unless d offset 5m') == {"a_b", "c", "d"}
+
+
+def test_certificate_alerts_watch_cert_manager_where_the_stack_has_it(dev, prod):
+    """Prod's cert-manager (Vault's TLS, the front door) is scraped with its metrics' own labels, so `namespace` and
+    `name` are the Certificate's; dev has no cert-manager and no certificate alerts."""
+    monitor = prod.find(kind="PodMonitor", name="cert-manager").manifest()
+    assert monitor["metadata"]["namespace"] == "mlops-cert-manager"
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "http-metrics", "honorLabels": True}]
+    assert "mlops-certificates" in {group["name"] for group in rule_groups(prod)}
+    assert dev.find_all(kind="PodMonitor", name="cert-manager") == []
+    assert "mlops-certificates" not in {group["name"] for group in rule_groups(dev)}

@@ -208,7 +208,7 @@ def test_what_is_backed_up(dev, prod):
 
 def test_what_is_monitored(dev, prod):
     assert dev.monitored == ("objects", "postgres", "mlflow", "serving", "temporal", "airflow")
-    assert prod.monitored == ("vault", "postgres", "mlflow", "temporal", "airflow")
+    assert prod.monitored == ("cert-manager", "vault", "postgres", "mlflow", "temporal", "airflow")
 
 
 # --- Flows and NodePorts -----------------------------------------------------------------------------------------

@@ -70,6 +70,19 @@ class PlatformMonitoring(pulumi.ComponentResource):
                 endpoints=[vault_metrics_endpoint(args.targets.vault_namespace)],
                 opts=after_crds,
             )
+        if args.targets.cert_manager_namespace:
+            # cert-manager, too, is installed before Prometheus. honorLabels keeps the metrics' own `namespace`
+            # (the Certificate's), which the certificate alerts report, instead of cert-manager's.
+            kube.metrics_monitor(
+                f"{name}-cert-manager-monitor",
+                kind="PodMonitor",
+                monitor_name="cert-manager",
+                namespace=args.targets.cert_manager_namespace,
+                app="cert-manager",
+                match_labels={"app.kubernetes.io/name": "cert-manager", "app.kubernetes.io/component": "controller"},
+                endpoints=[{"port": "http-metrics", "honorLabels": True}],
+                opts=after_crds,
+            )
         for uid in DASHBOARDS:
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{uid}",

@@ -50,6 +50,8 @@ class AlertTargets:
     """Where the model-serving pods run, when models are served."""
     airflow_namespace: str | None = None
     """Where Airflow and its statsd-exporter run, when Airflow is deployed and scraped."""
+    cert_manager_namespace: str | None = None
+    """Where cert-manager runs, when the stack has it (Vault's TLS, the front door, the barman-cloud plugin)."""
     runbooks: str = "docs/runbooks"
     """Base of the runbook links in alert annotations."""
 
@@ -305,6 +307,46 @@ def _airflow_rules(targets: AlertTargets) -> list[dict]:
     ]
 
 
+CERTIFICATE_OVERDUE_HOURS = 24
+"""How long past its renewal time a Certificate may go unrenewed: cert-manager retries a failed issuance with a
+backoff of 1 h and more, so one day means renewal keeps failing."""
+CERTIFICATE_EXPIRY_DAYS = 7
+"""Days before expiry at which a certificate pages: every Certificate renews 30 days (or a third of its life) early,
+so this is weeks of failed renewals, and what stops working next is named in the alert."""
+
+
+def _certificate_rules(targets: AlertTargets) -> list[dict]:
+    """From cert-manager's controller metrics; the PodMonitor keeps their own `namespace` and `name` labels (the
+    Certificate's), so the alerts name the Certificate."""
+    runbook = f"{targets.runbooks}/alerts.md#certificates"
+    certificate = "{{ $labels.namespace }}/{{ $labels.name }}"
+    return [
+        _alert(
+            "CertificateNotReady",
+            'max by (namespace, name) (certmanager_certificate_ready_status{condition!="True"}) == 1',
+            for_="15m", severity="warning", runbook=runbook,
+            summary=f"Certificate {certificate} is not Ready",
+            description="cert-manager could not issue or renew it; the Secret keeps the last certificate until it expires.",
+        ),
+        _alert(
+            "CertificateRenewalOverdue",
+            f"time() - max by (namespace, name) (certmanager_certificate_renewal_timestamp_seconds) > {CERTIFICATE_OVERDUE_HOURS * 3600}",
+            for_="1h", severity="warning", runbook=runbook,
+            summary=f"Certificate {certificate} is more than {CERTIFICATE_OVERDUE_HOURS} h past its renewal time",
+            description="Renewal keeps failing; the certificate still works until it expires.",
+        ),
+        _alert(
+            "CertificateExpiresSoon",
+            f"min by (namespace, name) (certmanager_certificate_expiration_timestamp_seconds) - time() < {CERTIFICATE_EXPIRY_DAYS * 86400}",
+            for_="1h", severity="critical", runbook=runbook,
+            summary=f"Certificate {certificate} expires in {{{{ $value | humanizeDuration }}}}",
+            description="When it expires its clients refuse the server: Vault for every secret sync and snapshot, or a "
+            "front-door host for its users.",
+        ),
+        _down("CertManagerDown", {"namespace": targets.cert_manager_namespace}, "cert-manager", runbook),
+    ]
+
+
 def alert_groups(targets: AlertTargets) -> list[dict]:
     """The `spec.groups` of the platform's PrometheusRule."""
     groups = [
@@ -316,4 +358,6 @@ def alert_groups(targets: AlertTargets) -> list[dict]:
         groups.append({"name": "mlops-serving", "rules": _serving_rules(targets)})
     if targets.airflow_namespace:
         groups.append({"name": "mlops-airflow", "rules": _airflow_rules(targets)})
+    if targets.cert_manager_namespace:
+        groups.append({"name": "mlops-certificates", "rules": _certificate_rules(targets)})
     return groups
