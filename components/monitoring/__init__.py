@@ -58,30 +58,11 @@ class PlatformMonitoring(pulumi.ComponentResource):
             spec=targets.apply(lambda t: {"groups": alert_groups(t)}),
             opts=after_crds,
         )
-        if args.targets.vault_namespace:
-            # The Vault chart is installed before Prometheus exists, so its monitor is declared here, after the CRDs.
+        # Vault and cert-manager are installed before Prometheus exists, so their monitors are declared here.
+        for app, namespace, match_labels, endpoint in early_chart_monitors(args.targets):
             kube.metrics_monitor(
-                f"{name}-vault-monitor",
-                kind="PodMonitor",
-                monitor_name="vault",
-                namespace=args.targets.vault_namespace,
-                app="vault",
-                match_labels={"app.kubernetes.io/name": "vault", "component": "server"},
-                endpoints=[vault_metrics_endpoint(args.targets.vault_namespace)],
-                opts=after_crds,
-            )
-        if args.targets.cert_manager_namespace:
-            # cert-manager, too, is installed before Prometheus. honorLabels keeps the metrics' own `namespace`
-            # (the Certificate's), which the certificate alerts report, instead of cert-manager's.
-            kube.metrics_monitor(
-                f"{name}-cert-manager-monitor",
-                kind="PodMonitor",
-                monitor_name="cert-manager",
-                namespace=args.targets.cert_manager_namespace,
-                app="cert-manager",
-                match_labels={"app.kubernetes.io/name": "cert-manager", "app.kubernetes.io/component": "controller"},
-                endpoints=[{"port": "http-metrics", "honorLabels": True}],
-                opts=after_crds,
+                f"{name}-{app}-monitor", kind="PodMonitor", monitor_name=app, namespace=namespace, app=app,
+                match_labels=match_labels, endpoints=[endpoint], opts=after_crds,
             )
         for uid in DASHBOARDS:
             k8s.core.v1.ConfigMap(
@@ -100,6 +81,21 @@ class PlatformMonitoring(pulumi.ComponentResource):
         self.alert_names = [rule["alert"] for group in alert_groups(unresolved) for rule in group["rules"]]
         self.dashboard_titles = [board["title"] for board in dashboards(unresolved).values()]
         self.register_outputs({"alert_names": self.alert_names, "dashboard_titles": self.dashboard_titles})
+
+
+def early_chart_monitors(targets: AlertTargets) -> list[tuple[str, str, dict[str, str], dict]]:
+    """(app, namespace, pod labels, endpoint) of the pods installed before Prometheus that the alerts watch."""
+    monitors = []
+    if targets.vault_namespace:
+        monitors.append(("vault", targets.vault_namespace, {"app.kubernetes.io/name": "vault", "component": "server"},
+                         vault_metrics_endpoint(targets.vault_namespace)))
+    if targets.cert_manager_namespace:
+        # honorLabels keeps the metrics' own `namespace` (the Certificate's), which the certificate alerts report,
+        # instead of cert-manager's.
+        monitors.append(("cert-manager", targets.cert_manager_namespace,
+                         {"app.kubernetes.io/name": "cert-manager", "app.kubernetes.io/component": "controller"},
+                         {"port": "http-metrics", "honorLabels": True}))
+    return monitors
 
 
 def vault_metrics_endpoint(namespace: str) -> dict:
