@@ -476,3 +476,6 @@ def test_certificate_alerts_watch_cert_manager_where_the_stack_has_it(dev, prod)
     assert "mlops-certificates" in {group["name"] for group in rule_groups(prod)}
     assert dev.find_all(kind="PodMonitor", name="cert-manager") == []
     assert "mlops-certificates" not in {group["name"] for group in rule_groups(dev)}
+    expiry = "certmanager_certificate_expiration_timestamp_seconds"
+    assert any(expiry in query for query in dashboard_queries(prod)["mlops-services.json"])
+    assert not any(expiry in query for query in dashboard_queries(dev)["mlops-services.json"])

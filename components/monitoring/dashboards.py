@@ -101,6 +101,7 @@ def dashboards(targets: AlertTargets) -> dict[str, dict]:
         Panel("PostgreSQL connections", {f"sum by (pod) (cnpg_backends_total{{{pods}}})": "{{pod}}"}, "short"),
         *(_serving_panels(targets.serving_namespace) if targets.serving_namespace else []),
         *(_airflow_panels(targets.airflow_namespace) if targets.airflow_namespace else []),
+        *(_certificate_panels() if targets.cert_manager_namespace else []),
         Panel("Platform logs", {f'{{namespace=~"{any_of(targets.platform_namespaces)}"}}': ""}, "short", "logs", LOKI_DATASOURCE),
     ]
     return {
@@ -132,6 +133,15 @@ def _airflow_panels(namespace: str) -> list[Panel]:
             f"sum by (dag_id) (increase(airflow_dagrun_success_duration_seconds_count{{{scope}}}[1h]))": "{{dag_id}} succeeded (1h)",
             f"sum by (dag_id) (increase(airflow_dagrun_failed_duration_seconds_count{{{scope}}}[1h]))": "{{dag_id}} failed (1h)",
         }, "short"),
+    ]
+
+
+def _certificate_panels() -> list[Panel]:
+    return [
+        Panel("Certificates: time left before each expires, and before each renews", {
+            "min by (namespace, name) (certmanager_certificate_expiration_timestamp_seconds) - time()": "{{namespace}}/{{name}} expires",
+            "min by (namespace, name) (certmanager_certificate_renewal_timestamp_seconds) - time()": "{{namespace}}/{{name}} renews",
+        }, "s"),
     ]
 
 
