@@ -231,12 +231,12 @@ PROD_CASES = [
      [series("certmanager_certificate_renewal_timestamp_seconds", VAULT_CERT, "0x1600")], [("1400m", None), ("1520m", VAULT_CERT)]),
     ("renewal is not due yet", "CertificateRenewalOverdue", "1m",
      [series("certmanager_certificate_renewal_timestamp_seconds", VAULT_CERT, "100000x1600")], [("1520m", None)]),
-    # Expiry at 1,000,000 s: under 7 days left from 395,200 s (6587 min), alerting an hour on.
+    # Expiry at 700,000 s: under 7 days left from 95,200 s (1587 min), alerting an hour on.
     ("a certificate close to expiry", "CertificateExpiresSoon", "1m",
-     [series("certmanager_certificate_expiration_timestamp_seconds", VAULT_CERT, "1000000x6800")],
-     [("6500m", None), ("6700m", VAULT_CERT)]),
+     [series("certmanager_certificate_expiration_timestamp_seconds", VAULT_CERT, "700000x1700")],
+     [("1560m", None), ("1660m", VAULT_CERT)]),
     ("a certificate far from expiry", "CertificateExpiresSoon", "1m",
-     [series("certmanager_certificate_expiration_timestamp_seconds", VAULT_CERT, "2000000x6800")], [("6700m", None)]),
+     [series("certmanager_certificate_expiration_timestamp_seconds", VAULT_CERT, "2000000x1700")], [("1660m", None)]),
     ("cert-manager stops answering scrapes", "CertManagerDown", "1m",
      [series("up", {"namespace": "mlops-cert-manager", "pod": "cert-manager-0"}, "1 0x20")],
      [("4m", None), ("8m", {"namespace": "mlops-cert-manager"})]),
